@@ -1,0 +1,348 @@
+"""The autoscaler policy: metrics in, desired replicas and the reason out. Pure: no clocks, no
+I/O; the caller passes `now` and the samples. The algorithm is Kubernetes HPA's (target tracking
+`ceil(current * metric / target)` with a tolerance band, the largest proposal wins, stabilization
+windows over past recommendations, step limits, min/max), plus scheduled floors (cron) and
+scale-to-zero for queue-driven workers. Missing metrics never cause a scale-in.
+
+The loop that collects metrics and applies decisions lives elsewhere, never here."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
+from typing import Any
+
+from croniter import croniter
+
+from surge.config.units import parse_duration
+from surge.errors import ConfigError
+
+# Per-replica metrics with a target, in the order reasons list them. Queue depth is separate:
+# it is one number for the whole service, read from the broker.
+REPLICA_TARGETS = ("cpu_percent", "inflight_per_replica", "p95_latency")
+_SAMPLE_FIELD = {
+    "cpu_percent": "cpu_percent",
+    "inflight_per_replica": "inflight",
+    "p95_latency": "p95_latency",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One observation taken at `at`. A per-replica sample names its `replica`; a queue-depth
+    sample (from the broker) has `replica=None`. Any metric may be missing (None)."""
+
+    at: float
+    replica: str | None = None
+    cpu_percent: float | None = None
+    rss: int | None = None
+    inflight: float | None = None
+    request_rate: float | None = None
+    p95_latency: float | None = None  # seconds
+    queue_depth: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """How far one control period may move the count: `pods` replicas or `percent` of the
+    current count; with both, the larger change is allowed (HPA's `selectPolicy: Max`).
+    None on both means no limit."""
+
+    pods: int | None = None
+    percent: float | None = None
+
+    def up_limit(self, current: int) -> int | None:
+        changes = self._changes(current, up=True)
+        return current + max(1, max(changes)) if changes else None
+
+    def down_limit(self, current: int) -> int | None:
+        changes = self._changes(current, up=False)
+        return current - max(changes) if changes else None
+
+    def _changes(self, current: int, *, up: bool) -> list[int]:
+        changes = [self.pods] if self.pods is not None else []
+        if self.percent is not None:
+            scaled = current * self.percent / 100
+            changes.append(math.ceil(scaled) if up else math.floor(scaled))
+        return changes
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One direction's behaviour: a stabilization window (seconds) and a step limit."""
+
+    stabilization: float
+    max_step: Step = Step()
+
+
+# Surge's defaults: up at once, as far as doubling per period; down after 300 s, one at a time.
+DEFAULT_SCALE_UP = Rule(0.0, Step(percent=100))
+DEFAULT_SCALE_DOWN = Rule(300.0, Step(pods=1))
+
+
+@dataclass(frozen=True, slots=True)
+class Targets:
+    cpu_percent: float | None = None
+    inflight_per_replica: float | None = None
+    p95_latency: float | None = None  # seconds
+    queue_depth_per_replica: float | None = None
+
+    def configured(self) -> dict[str, float]:
+        names = (*REPLICA_TARGETS, "queue_depth_per_replica")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleEntry:
+    """From each time `cron` fires (local time) until the next entry fires, `min` is a floor."""
+
+    cron: str
+    min: int
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySpec:
+    min: int
+    max: int
+    targets: Targets
+    scale_up: Rule = DEFAULT_SCALE_UP
+    scale_down: Rule = DEFAULT_SCALE_DOWN
+    schedule: tuple[ScheduleEntry, ...] = ()
+    control_period: float = 2.0
+    tolerance: float = 0.1
+    timezone: tzinfo | None = None  # for the schedule; None is the machine's local time
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not 0 <= self.min <= self.max:
+            problems.append(f"scaling: need 0 <= min <= max, got min={self.min} max={self.max}")
+        if not self.targets.configured():
+            problems.append("scaling.target: set at least one target")
+        if self.min == 0 and self.targets.queue_depth_per_replica is None:
+            problems.append("scaling.min: 0 needs a queue_depth_per_replica target to wake on")
+        for entry in self.schedule:
+            if not croniter.is_valid(entry.cron):
+                problems.append(f"scaling.schedule: invalid cron expression {entry.cron!r}")
+            if entry.min > self.max:
+                problems.append(f"scaling.schedule: min {entry.min} is above max {self.max}")
+        if problems:
+            raise ConfigError(problems)
+
+    @classmethod
+    def from_config(cls, spec: Any, control_period: float | None = None) -> PolicySpec:
+        """Build from the `scaling` block of surge.yaml: a dict or the config model."""
+        target = _get(spec, "target") or {}
+        up, down = _get(spec, "scale_up") or {}, _get(spec, "scale_down") or {}
+        period = control_period or _get(spec, "period") or _get(spec, "control_period")
+        return cls(
+            min=int(_get(spec, "min", 1)),
+            max=int(_get(spec, "max", 1)),
+            targets=Targets(**{
+                name: _seconds(v) if name == "p95_latency" else float(v)
+                for name in (*REPLICA_TARGETS, "queue_depth_per_replica")
+                if (v := _get(target, name)) is not None
+            }),
+            scale_up=_rule(up, default=DEFAULT_SCALE_UP),
+            scale_down=_rule(down, default=DEFAULT_SCALE_DOWN),
+            schedule=tuple(
+                ScheduleEntry(str(_get(e, "cron")), int(_get(e, "min")))
+                for e in _get(spec, "schedule") or ()
+            ),
+            control_period=_seconds(period) if period is not None else 2.0,
+        )
+
+
+def parse_step(value: Any) -> Step:
+    """`"100%"` -> percent, `2` -> pods, a list of both -> whichever allows more."""
+    pods = percent = None
+    for item in value if isinstance(value, list | tuple) else [value]:
+        text = str(item).strip()
+        try:
+            if text.endswith("%"):
+                percent = float(text[:-1])
+            else:
+                pods = int(text)
+        except ValueError:
+            problem = f"scaling: max_step must be a count or a percent, got {item!r}"
+            raise ConfigError([problem]) from None
+    return Step(pods=pods, percent=percent)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    desired: int
+    reason: str
+    proposals: dict[str, int] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)  # the aggregated inputs
+
+
+class Policy:
+    """Turns samples into a Decision once per control period, remembering past recommendations
+    for the stabilization windows. One instance per service."""
+
+    def __init__(self, spec: PolicySpec) -> None:
+        self.spec = spec
+        self._history: deque[tuple[float, int]] = deque()
+        self._first_decision = True
+
+    def decide(self, samples: Iterable[Sample], current: int, now: float) -> Decision:
+        spec = self.spec
+        fresh = [s for s in samples if now - spec.control_period < s.at <= now]
+        metrics = _aggregate(fresh)
+        proposals, complete, notes = self._propose(fresh, current)
+        if not proposals:
+            return self._bounded(current, current, now, "no metrics: hold", proposals, metrics)
+        raw = max(proposals.values())
+        winner = max(proposals, key=lambda n: proposals[n])
+        reason = notes[winner]
+        if raw < current and not complete:
+            raw, reason = current, "metrics missing for some replicas: no scale-in"
+        stabilized = self._stabilize(raw, current, now)
+        if stabilized != raw:
+            window = "scale-down" if raw < current else "scale-up"
+            reason = f"{reason}; held at {stabilized} by the {window} window"
+        limited = self._limit(stabilized, current)
+        if limited != stabilized:
+            reason = f"{reason}; step limited to {limited}"
+        return self._bounded(limited, current, now, reason, proposals, metrics)
+
+    def schedule_floor(self, now: float) -> tuple[int, str | None]:
+        """The floor in force at `now`: the latest schedule entry that fired, else `min`."""
+        if not self.spec.schedule:
+            return self.spec.min, None
+        local = datetime.fromtimestamp(now, self.spec.timezone)
+        # croniter's get_prev skips a fire time equal to its start, so start one second on.
+        start = local.replace(microsecond=0) + timedelta(seconds=1)
+        fired = [(croniter(e.cron, start).get_prev(datetime), e) for e in self.spec.schedule]
+        _, entry = max(fired, key=lambda pair: pair[0])
+        return max(self.spec.min, entry.min), entry.cron
+
+    def _propose(
+        self, samples: list[Sample], current: int
+    ) -> tuple[dict[str, int], bool, dict[str, str]]:
+        proposals: dict[str, int] = {}
+        notes: dict[str, str] = {}
+        complete = True
+        for name, target in self.spec.targets.configured().items():
+            if name == "queue_depth_per_replica":
+                depths = [s for s in samples if s.queue_depth is not None]
+                if not depths:
+                    complete = False
+                    continue
+                total = float(max(depths, key=lambda s: s.at).queue_depth or 0)
+                proposal = self._queue_proposal(total, target, current)
+                value = total
+            else:
+                values = _per_replica(samples, _SAMPLE_FIELD[name])
+                if not values or current == 0:
+                    complete = False
+                    continue
+                reporting = max(current, len(values))
+                complete = complete and len(values) >= reporting
+                # Replicas without a value count as idle for scale-up (HPA's rule).
+                value = sum(values.values()) / reporting
+                proposal = self._tracking_proposal(value / target, current)
+            proposals[name] = proposal
+            notes[name] = f"{name} {value:g} vs target {target:g} -> {proposal}"
+        return proposals, complete, notes
+
+    def _tracking_proposal(self, ratio: float, current: int) -> int:
+        if abs(ratio - 1.0) <= self.spec.tolerance:
+            return current
+        return math.ceil(current * ratio)
+
+    def _queue_proposal(self, total: float, target: float, current: int) -> int:
+        if current and abs(total / (current * target) - 1.0) <= self.spec.tolerance:
+            return current
+        return math.ceil(total / target)
+
+    def _stabilize(self, raw: int, current: int, now: float) -> int:
+        """HPA's behavior stabilization: scale up only to the lowest recommendation of the
+        scale-up window, down only to the highest of the scale-down window."""
+        up_window = self.spec.scale_up.stabilization
+        down_window = self.spec.scale_down.stabilization
+        keep = max(up_window, down_window)
+        if self._first_decision:
+            # A policy that just started has not watched a whole window: until it has, treat
+            # the current count as what it recommended, so a restart never scales in at once.
+            self._history.append((now, current))
+            self._first_decision = False
+        while self._history and self._history[0][0] <= now - keep:
+            self._history.popleft()
+        up = down = raw
+        for at, recommendation in self._history:
+            if at > now - up_window:
+                up = min(up, recommendation)
+            if at > now - down_window:
+                down = max(down, recommendation)
+        self._history.append((now, raw))
+        return min(max(current, up), down)
+
+    def _limit(self, desired: int, current: int) -> int:
+        if desired > current:
+            limit = self.spec.scale_up.max_step.up_limit(current)
+            return desired if limit is None else min(desired, limit)
+        if desired < current:
+            limit = self.spec.scale_down.max_step.down_limit(current)
+            return desired if limit is None else max(desired, limit)
+        return desired
+
+    def _bounded(
+        self, desired: int, current: int, now: float, reason: str,
+        proposals: dict[str, int], metrics: dict[str, float],
+    ) -> Decision:
+        floor, cron = self.schedule_floor(now)
+        if desired < floor:
+            desired = floor
+            reason = f"{reason}; floor {floor}" + (f" from schedule {cron!r}" if cron else "")
+        elif desired > self.spec.max:
+            desired, reason = self.spec.max, f"{reason}; capped at max {self.spec.max}"
+        if desired == 0 and current > 0:
+            reason = f"{reason}; queue empty for the scale-down window: scale to zero"
+        return Decision(desired, reason, proposals, metrics)
+
+
+def _per_replica(samples: list[Sample], attribute: str) -> dict[str, float]:
+    """Each replica's mean of one metric over the samples that carry it."""
+    sums: dict[str, list[float]] = {}
+    for s in samples:
+        value = getattr(s, attribute)
+        if s.replica is not None and value is not None:
+            sums.setdefault(s.replica, []).append(float(value))
+    return {replica: sum(vs) / len(vs) for replica, vs in sums.items()}
+
+
+def _aggregate(samples: list[Sample]) -> dict[str, float]:
+    """The inputs as a decision records them: per-replica means averaged, queue depth latest."""
+    out: dict[str, float] = {}
+    for attribute in ("cpu_percent", "rss", "inflight", "request_rate", "p95_latency"):
+        values = _per_replica(samples, attribute)
+        if values:
+            out[attribute] = sum(values.values()) / len(values)
+    depths = [s for s in samples if s.queue_depth is not None]
+    if depths:
+        out["queue_depth"] = float(max(depths, key=lambda s: s.at).queue_depth or 0)
+    return out
+
+
+def _get(source: Any, name: str, default: Any = None) -> Any:
+    if isinstance(source, Mapping):
+        return source.get(name, default)
+    return getattr(source, name, default)
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return parse_duration(value)
+
+
+def _rule(source: Any, default: Rule) -> Rule:
+    window, step = _get(source, "stabilization"), _get(source, "max_step")
+    return Rule(
+        stabilization=default.stabilization if window is None else _seconds(window),
+        max_step=default.max_step if step is None else parse_step(step),
+    )
