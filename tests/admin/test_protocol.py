@@ -62,6 +62,7 @@ async def test_pipelined_requests_are_answered_in_order(server: AdminServer) -> 
     statuses = [(await read_response(reader))[0] for _ in range(3)]
     assert statuses == [200, 404, 200]
     assert await closed_by_server(reader)
+    writer.close()
 
 
 async def test_connection_close_and_http_1_0_end_the_connection(server: AdminServer) -> None:
