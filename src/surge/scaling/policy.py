@@ -134,24 +134,26 @@ class PolicySpec:
     @classmethod
     def from_config(cls, spec: Any, control_period: float | None = None) -> PolicySpec:
         """Build from the `scaling` block of surge.yaml: a dict or the config model."""
-        target = _get(spec, "target") or {}
-        up, down = _get(spec, "scale_up") or {}, _get(spec, "scale_down") or {}
-        period = control_period or _get(spec, "period") or _get(spec, "control_period")
+        target = config_value(spec, "target") or {}
+        up, down = config_value(spec, "scale_up") or {}, config_value(spec, "scale_down") or {}
+        period = (
+            control_period or config_value(spec, "period") or config_value(spec, "control_period")
+        )
         return cls(
-            min=int(_get(spec, "min", 1)),
-            max=int(_get(spec, "max", 1)),
+            min=int(config_value(spec, "min", 1)),
+            max=int(config_value(spec, "max", 1)),
             targets=Targets(**{
-                name: _seconds(v) if name == "p95_latency" else float(v)
+                name: config_seconds(v) if name == "p95_latency" else float(v)
                 for name in (*REPLICA_TARGETS, "queue_depth_per_replica")
-                if (v := _get(target, name)) is not None
+                if (v := config_value(target, name)) is not None
             }),
             scale_up=_rule(up, default=DEFAULT_SCALE_UP),
             scale_down=_rule(down, default=DEFAULT_SCALE_DOWN),
             schedule=tuple(
-                ScheduleEntry(str(_get(e, "cron")), int(_get(e, "min")))
-                for e in _get(spec, "schedule") or ()
+                ScheduleEntry(str(config_value(e, "cron")), int(config_value(e, "min")))
+                for e in config_value(spec, "schedule") or ()
             ),
-            control_period=_seconds(period) if period is not None else 2.0,
+            control_period=config_seconds(period) if period is not None else 2.0,
         )
 
 
@@ -328,21 +330,23 @@ def _aggregate(samples: list[Sample]) -> dict[str, float]:
     return out
 
 
-def _get(source: Any, name: str, default: Any = None) -> Any:
+def config_value(source: Any, name: str, default: Any = None) -> Any:
+    """A key of a config block, whether the block is a dict (parsed YAML) or a model."""
     if isinstance(source, Mapping):
         return source.get(name, default)
     return getattr(source, name, default)
 
 
-def _seconds(value: Any) -> float:
+def config_seconds(value: Any) -> float:
+    """Seconds in a duration given as a string, a number or a timedelta."""
     if isinstance(value, timedelta):
-        return value.total_seconds()
+        return value.totalconfig_seconds()
     return parse_duration(value)
 
 
 def _rule(source: Any, default: Rule) -> Rule:
-    window, step = _get(source, "stabilization"), _get(source, "max_step")
+    window, step = config_value(source, "stabilization"), config_value(source, "max_step")
     return Rule(
-        stabilization=default.stabilization if window is None else _seconds(window),
+        stabilization=default.stabilization if window is None else config_seconds(window),
         max_step=default.max_step if step is None else parse_step(step),
     )

@@ -1,0 +1,100 @@
+"""Subcommands of scaling: `surge load` (an open-model load generator to watch autoscaling
+happen) and `surge deploy k8s` (the scaling config rendered as Kubernetes objects).
+Imports stay light here; each handler imports what it runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    load = subparsers.add_parser(
+        "load", help="send requests at a target rate and watch latency and replicas",
+        description="Open-model load: requests leave on schedule whatever the responses.",
+    )
+    load.add_argument("url", help="e.g. http://127.0.0.1:8000/work")
+    load.add_argument("--profile", default="100rps over 0s, hold 30s",
+                      help="rate over time, e.g. '0->500rps over 30s, hold 60s, ->50rps'")
+    load.add_argument("--duration", default=None,
+                      help="stop after this long (default: the profile's length)")
+    load.add_argument("--admin", default=None,
+                      help="admin API (host:port or URL) to read replicas from /api/scaling")
+    load.add_argument("--connections", type=int, default=64,
+                      help="keep-alive connections in the pool")
+    load.add_argument("--timeout", default="10s", help="a request slower than this fails")
+    load.set_defaults(handler=_load)
+
+    deploy = subparsers.add_parser("deploy", help="render the stack for a platform")
+    targets = deploy.add_subparsers(dest="platform", metavar="PLATFORM", required=True)
+    k8s = targets.add_parser(
+        "k8s", help="Deployments, HorizontalPodAutoscalers and KEDA ScaledObjects",
+    )
+    k8s.add_argument("config", help="surge.yaml")
+    k8s.add_argument("-o", "--output", default=None,
+                     help="write one YAML file per object into this directory (default: stdout)")
+    k8s.add_argument("--image", default="app:latest", help="container image of the app")
+    k8s.set_defaults(handler=_deploy_k8s)
+
+
+def _deploy_k8s(args: argparse.Namespace) -> int:
+    import yaml
+
+    from surge.errors import ConfigError
+    from surge.scaling.kubernetes import render
+
+    try:
+        rendered = render(_read_config(Path(args.config)), image=args.image)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{args.config}: {problem}", file=sys.stderr)
+        return 2
+    for warning in rendered.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.output is None:
+        yaml.safe_dump_all(rendered.objects, sys.stdout, sort_keys=False)
+        return 0
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    for obj in rendered.objects:
+        path = out / f"{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
+        path.write_text(yaml.safe_dump(obj, sort_keys=False))
+        print(path)
+    return 0
+
+
+def _read_config(path: Path) -> Any:
+    # TODO(config): switch to `surge.config.load` (validation, ${VAR} interpolation) once it
+    # lands; the renderer already reads the model and the plain-dict form alike.
+    import yaml
+
+    from surge.errors import ConfigError
+
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError([str(exc)]) from exc
+
+
+def _load(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from surge.config.units import parse_duration
+    from surge.errors import ConfigError
+    from surge.scaling.load import LoadRun, print_live_line, print_summary
+    from surge.scaling.profile import parse_profile
+
+    try:
+        profile = parse_profile(args.profile)
+        duration = parse_duration(args.duration) if args.duration else profile.duration
+        timeout = parse_duration(args.timeout)
+    except (ConfigError, ValueError) as exc:
+        print(f"surge load: {exc}", file=sys.stderr)
+        return 2
+    run = LoadRun(args.url, profile, duration=duration, connections=args.connections,
+                  timeout=timeout, admin=args.admin, on_second=print_live_line)
+    result = asyncio.run(run.run())
+    print_summary(result)
+    return 0 if result.failed == 0 else 1
