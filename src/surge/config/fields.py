@@ -1,0 +1,209 @@
+"""Annotated field types for the surge.yaml models: durations, sizes, rates, host:port
+addresses, status ranges, names and `ip | header:NAME` style keys.
+
+Each type parses what a user writes (with `units.py` for the unit strings) and shows in the
+JSON Schema as the string-or-number a user writes, never as the parsed Python value.
+Only value-level checks live here; checks that span fields live on the models."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    PlainSerializer,
+    PlainValidator,
+    WithJsonSchema,
+)
+
+from surge.config.units import parse_duration, parse_rate, parse_size
+
+
+def _unit_schema(kind: str, examples: list[str], number: str) -> WithJsonSchema:
+    return WithJsonSchema({
+        "anyOf": [
+            {"type": "string", "format": kind, "description": f"a {kind}, e.g. "
+             + ", ".join(repr(e) for e in examples), "examples": examples},
+            {"type": "number", "minimum": 0, "description": number},
+        ]
+    })
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    _unit_schema("duration", ["250ms", "2s", "5m", "1h"], "seconds"),
+]
+"""Seconds, written `250ms`, `2s`, `5m`, `1h` or a bare number of seconds."""
+
+Size = Annotated[
+    int,
+    BeforeValidator(parse_size),
+    _unit_schema("size", ["512B", "16KiB", "10MiB"], "bytes"),
+]
+"""Bytes, written `16KiB`, `10MiB` or a bare number of bytes."""
+
+RateValue = Annotated[
+    Any,  # a units.Rate; Any keeps pydantic from re-validating the dataclass
+    PlainValidator(parse_rate),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({
+        "type": "string", "format": "rate",
+        "description": "a rate, e.g. '10/second', '1000/hour', '100/10s'",
+        "examples": ["60/minute", "10/second"],
+    }),
+]
+"""A `units.Rate(limit, period)`, written `10/second`, `1000/hour`, `100/10s`."""
+
+
+# -- host:port ------------------------------------------------------------------------------
+
+_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+|\*)$")
+
+
+def check_address(value: str) -> str:
+    """`host:port` with a port in 1..65535; an IPv6 host goes in brackets: `[::1]:8000`."""
+    text = value.strip()
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"expected host:port, e.g. '127.0.0.1:8000', got {value!r}")
+    if not _HOST.match(host):
+        raise ValueError(f"invalid host {host!r} in {value!r} (write IPv6 as '[::1]:8000')")
+    if not 1 <= int(port) <= 65535:
+        raise ValueError(f"port must be 1..65535, got {port} in {value!r}")
+    return text
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """`"[::1]:8000"` -> `("::1", 8000)`; the address must have passed `check_address`."""
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+Address = Annotated[
+    str,
+    AfterValidator(check_address),
+    WithJsonSchema({
+        "type": "string", "format": "host:port",
+        "description": "host:port, e.g. '127.0.0.1:8000' or '[::1]:8000'",
+    }),
+]
+
+
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+Addresses = Annotated[
+    list[Address],
+    BeforeValidator(_one_or_many),
+    WithJsonSchema({
+        "anyOf": [
+            {"type": "string", "format": "host:port"},
+            {"type": "array", "items": {"type": "string", "format": "host:port"}, "minItems": 1},
+        ],
+        "description": "one host:port or a list of them",
+    }),
+]
+"""A list of host:port; a single string is a one-item list."""
+
+
+# -- HTTP bits ------------------------------------------------------------------------------
+
+
+def parse_status_range(value: Any) -> tuple[int, int]:
+    """`"200-399"` -> (200, 399); `200` or `"200"` -> (200, 200)."""
+    if isinstance(value, list | tuple) and len(value) == 2:
+        low, high = value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        low = high = value
+    elif isinstance(value, str) and re.fullmatch(r"\s*\d{3}\s*(-\s*\d{3}\s*)?", value):
+        low, _, high = value.partition("-")
+        high = high or low
+    else:
+        raise ValueError(f"expected a status code or a range like '200-399', got {value!r}")
+    low, high = int(low), int(high)
+    if not 100 <= low <= high <= 599:
+        raise ValueError(f"expected statuses within 100..599, low to high, got {value!r}")
+    return low, high
+
+
+StatusRange = Annotated[
+    tuple[int, int],
+    BeforeValidator(parse_status_range),
+    PlainSerializer(lambda r: f"{r[0]}-{r[1]}", return_type=str),
+    WithJsonSchema({
+        "anyOf": [
+            {"type": "string", "pattern": r"^\d{3}(-\d{3})?$"},
+            {"type": "integer", "minimum": 100, "maximum": 599},
+        ],
+        "description": "a status code or an inclusive range, e.g. '200-399'",
+    }),
+]
+
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
+
+
+def check_method(value: str) -> str:
+    method = value.strip().upper()
+    if method not in HTTP_METHODS:
+        raise ValueError(f"unknown HTTP method {value!r}; use one of {', '.join(HTTP_METHODS)}")
+    return method
+
+
+Method = Annotated[
+    str,
+    AfterValidator(check_method),
+    WithJsonSchema({"type": "string", "description": "an HTTP method, e.g. GET"}),
+]
+
+# RFC 9110 token characters: what a header or cookie name may contain.
+_TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+
+
+def check_token(value: str) -> str:
+    if not _TOKEN.match(value):
+        raise ValueError(f"{value!r} is not a valid header or cookie name")
+    return value
+
+
+def request_key(plain: tuple[str, ...], prefixed: tuple[str, ...]) -> Any:
+    """A type for keys like `ip`, `path`, `header:NAME`, `cookie:NAME`."""
+    forms = [*plain, *(f"{p}:NAME" for p in prefixed)]
+
+    def check(value: str) -> str:
+        kind, sep, name = value.partition(":")
+        if (not sep and kind in plain) or (sep and kind in prefixed and _TOKEN.match(name)):
+            return value
+        raise ValueError(f"expected one of {' | '.join(forms)}, got {value!r}")
+
+    return Annotated[
+        str, AfterValidator(check),
+        WithJsonSchema({"type": "string", "description": " | ".join(forms)}),
+    ]
+
+
+HashKey = request_key(("ip", "path"), ("header", "cookie"))
+"""What `balance: hash` hashes on."""
+ClientKey = request_key(("ip",), ("header",))
+"""Who a request counts against for rate limiting."""
+
+
+# -- names ----------------------------------------------------------------------------------
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def check_name(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError(
+            f"invalid name {value!r}: use letters, digits, '_', '.', '-', starting with a "
+            "letter or digit"
+        )
+    return value
+
+
+Name = Annotated[str, AfterValidator(check_name)]
+"""A name the user chooses (a service, plan, queue, worker); it appears in URLs and metrics."""

@@ -1,0 +1,118 @@
+"""Reading surge.yaml: YAML (1.2-style booleans, duplicate keys refused), `${VAR}`
+interpolation, validation into `Config`, and the not-yet-supported pass.
+
+Every problem found is collected and raised together in one `ConfigError`, so a bad file is
+fixed in one round, and never starts half a stack. Finding the file is `find_config`."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from surge.config.interpolation import Interpolation
+from surge.config.models import Config
+from surge.config.problems import from_validation_error
+from surge.config.support import check_supported
+from surge.errors import ConfigError
+
+DEFAULT_FILE = "surge.yaml"
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML where only true/false are booleans (`access_log: off` stays the string
+    'off', `X-Canary: yes` stays 'yes') and a repeated key is an error."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_BOOL = "tag:yaml.org,2002:bool"
+_Loader.yaml_implicit_resolvers = {
+    first: [r for r in resolvers if r[0] != _BOOL]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                              list("tTfF"))
+
+
+def parse(
+    text: str, source: str = DEFAULT_FILE, *, env: Mapping[str, str] | None = None,
+    check_support: bool = True,
+) -> Config:
+    """The `Config` that `text` describes, or `ConfigError` listing every problem.
+
+    `env` is the environment for `${VAR}` (default `os.environ`). Libraries that only read
+    their own section pass `check_support=False` to accept keys `surge up` cannot run yet."""
+    data = _read_yaml(text, source)
+    expanded = Interpolation(data, os.environ if env is None else env)
+    problems = [f"{where}: {message}" for where, message in expanded.problems.items()]
+    config = None
+    try:
+        config = Config.model_validate(expanded.data, context={})
+    except ValidationError as error:
+        # A value that failed interpolation is already reported once at its location.
+        problems += [
+            p for p in from_validation_error(error, expanded.data, Config)
+            if not _under_any(p, expanded.problems)
+        ]
+    if check_support:
+        problems += check_supported(expanded.data)
+    if problems or config is None:
+        raise ConfigError(problems)
+    return config
+
+
+def load(path: str | os.PathLike[str], **options: Any) -> Config:
+    """Read and parse the file at `path` (options as for `parse`)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or error
+        raise ConfigError([f"{path}: cannot read: {reason}"]) from None
+    return parse(text, str(path), **options)
+
+
+def find_config(explicit: str | None = None) -> Path | None:
+    """The explicit path if given, else `./surge.yaml` when present, else None."""
+    if explicit:
+        return Path(explicit)
+    default = Path(DEFAULT_FILE)
+    return default if default.is_file() else None
+
+
+def _read_yaml(text: str, source: str) -> dict:
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        message = " ".join(filter(None, (error.context, error.problem)))
+        raise ConfigError([f"{where}: {message}"]) from None
+    except yaml.YAMLError as error:
+        raise ConfigError([f"{source}: {error}"]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{source}: expected a mapping of keys at the top level, "
+                           f"got {type(data).__name__}"])
+    return data
+
+
+def _under_any(problem: str, locations: Mapping[str, str]) -> bool:
+    return any(problem.startswith(f"{where}:") or problem.startswith(f"{where}.")
+               or problem.startswith(f"{where}[") for where in locations)

@@ -1,0 +1,317 @@
+"""The surge.yaml models: the `Config` root and its gateway, routes, rate limits and jobs
+sections (services live in `models_services.py`). Attribute names are exactly the YAML keys.
+
+References between sections (a route naming a service or a plan) are checked while validating
+with a context (`Config.model_validate(data, context={})`, which `loading.parse` does): the
+root notes the names the file defines before the fields that use them are validated, so each
+problem is reported at the key that holds the bad name. Whether the runtime supports a key is
+not decided here but in `support.py`."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Annotated, Any, Literal
+from urllib.parse import urlparse
+
+from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
+
+from surge.config.fields import (
+    Address,
+    Addresses,
+    ClientKey,
+    Duration,
+    Method,
+    Name,
+    RateValue,
+    Size,
+    split_address,
+)
+from surge.config.models_services import ScalingSpec, Service, SurgeModel
+from surge.config.units import Rate
+
+DEFAULT_PLANS = {"anonymous": [Rate(60, 60.0)]}
+_WILDCARD_HOSTS = {"0.0.0.0", "::", "*", ""}
+
+
+class Timeouts(SurgeModel):
+    """How long the gateway waits, per step of a request."""
+
+    connect: Duration = Field(2.0, gt=0)
+    """Opening a connection to an upstream."""
+    client_header: Duration = Field(10.0, gt=0)
+    """Receiving a whole request head (slow-client guard)."""
+    upstream: Duration = Field(30.0, gt=0)
+    """Waiting for an upstream's response head."""
+    idle: Duration = Field(75.0, gt=0)
+    """Keep-alive idle time, client and upstream side."""
+
+
+class Gateway(SurgeModel):
+    """The edge gateway: where it listens and its limits."""
+
+    listen: Addresses = ["127.0.0.1:8000"]
+    """Listener addresses: one `host:port` or a list of them."""
+    admin: Address | None = None
+    """Address of the admin API, /metrics and the dashboard; none means no admin listener."""
+    workers: int = Field(1, ge=1)
+    """Gateway processes sharing the listen ports (SO_REUSEPORT)."""
+    access_log: str = Field("stdout", min_length=1)
+    """`stdout`, `off` or a file path; one JSON object per request."""
+    timeouts: Timeouts = Timeouts()
+    """Timeouts for each step of a request."""
+    max_header_bytes: Size = Field(16 * 1024, gt=0)
+    """Largest request head; a larger one is answered 431."""
+    max_body_bytes: Size = Field(10 * 1024 * 1024, ge=0)
+    """Largest request body; a larger one is answered 413."""
+    drain: Duration = 30.0
+    """On stop or reload, how long in-flight requests may finish."""
+
+    @field_validator("listen")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        for i, address in enumerate(value):
+            if (j := _clash(address, value[:i])) is not None:
+                raise ValueError(f"{address!r} clashes with listen[{j}] ({value[j]!r})")
+        return value
+
+    @field_validator("admin")
+    @classmethod
+    def _not_a_listener(cls, value: str | None, info: ValidationInfo) -> str | None:
+        listen = info.data.get("listen") or []
+        if value is not None and (j := _clash(value, listen)) is not None:
+            raise ValueError(f"{value!r} clashes with gateway.listen[{j}] ({listen[j]!r}); "
+                             "the admin API needs its own port")
+        return value
+
+
+def _clash(address: str, others: list[str]) -> int | None:
+    """Index of the first of `others` that binds the same port on an overlapping host."""
+    host, port = split_address(address)
+    for i, other in enumerate(others):
+        other_host, other_port = split_address(other)
+        if port == other_port and (
+            host == other_host or {host, other_host} & _WILDCARD_HOSTS
+        ):
+            return i
+    return None
+
+
+class RouteRateLimit(SurgeModel):
+    """Rate limiting of one route with a chosen plan or cost."""
+
+    plan: str | None = None
+    """Plan for requests without an API key; none means `rate_limits.default_plan`."""
+    cost: int = Field(1, ge=1)
+    """How many units one request uses."""
+
+    @field_validator("plan")
+    @classmethod
+    def _known_plan(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            _check_reference(value, "plan", (info.context or {}).get("plans"))
+        return value
+
+
+def _flag_or_mapping(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return "flag"
+    if isinstance(value, dict | RouteRateLimit):
+        return "mapping"
+    return None
+
+
+RouteRateLimitChoice = Annotated[
+    Annotated[bool, Tag("flag")] | Annotated[RouteRateLimit, Tag("mapping")],
+    Discriminator(
+        _flag_or_mapping,
+        custom_error_type="rate_limit",
+        custom_error_message="expected true, false, {plan: NAME} or {cost: N}",
+    ),
+]
+
+
+class Route(SurgeModel):
+    """A rule that picks a service; the longest matching prefix wins, then host, methods,
+    headers."""
+
+    prefix: str
+    """Path prefix the request path starts with."""
+    host: str | None = None
+    """Host the request is for, e.g. `api.example.com`; none matches any."""
+    methods: list[Method] | None = Field(None, min_length=1)
+    """HTTP methods that match, e.g. `[GET, POST]`; none matches any."""
+    headers: dict[str, str] | None = None
+    """Headers that must be present with these exact values, e.g. `{X-Canary: "1"}`."""
+    service: str
+    """Name of the service that answers."""
+    strip_prefix: bool = False
+    """Remove the prefix from the path sent upstream."""
+    rate_limit: RouteRateLimitChoice = False
+    """`true`, `false`, `{plan: NAME}` or `{cost: N}`."""
+
+    @field_validator("prefix")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"must start with '/', got {value!r}")
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _lower(cls, value: str | None) -> str | None:
+        return None if value is None else value.strip().lower()
+
+    @field_validator("service")
+    @classmethod
+    def _known_service(cls, value: str, info: ValidationInfo) -> str:
+        _check_reference(value, "service", (info.context or {}).get("services"))
+        return value
+
+
+def _check_reference(name: str, kind: str, known: set[str] | None) -> None:
+    """Raise when `name` is not among `known` (None: the names are unknown, do not check)."""
+    if known is None or name in known:
+        return
+    if not known:
+        raise ValueError(f"unknown {kind} {name!r} (no {kind}s are defined)")
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"defined: {', '.join(sorted(known))}"
+    raise ValueError(f"unknown {kind} {name!r} ({hint})")
+
+
+class RateLimits(SurgeModel):
+    """Rate limiting plans and how requests are counted."""
+
+    algorithm: Literal["gcra", "sliding_window", "fixed_window"] = "gcra"
+    """gcra (a token bucket), sliding_window or fixed_window."""
+    key: ClientKey = "ip"
+    """Who a request counts against when it carries no API key: ip | header:NAME."""
+    plans: dict[Name, Annotated[list[RateValue], Field(min_length=1)]] = DEFAULT_PLANS
+    """Named lists of rates; a request must fit every rate of its plan."""
+    default_plan: str = "anonymous"
+    """Plan for requests without an API key."""
+    on_store_error: Literal["allow", "deny"] = "allow"
+    """What to do when the shared store cannot be reached."""
+
+    @field_validator("default_plan")
+    @classmethod
+    def _known_plan(cls, value: str, info: ValidationInfo) -> str:
+        plans = info.data.get("plans")
+        _check_reference(value, "plan", None if plans is None else set(plans))
+        return value
+
+
+class QueueSpec(SurgeModel):
+    """Delivery rules of one job queue."""
+
+    retries: int = Field(5, ge=0)
+    """Tries after the first failure before a job is dead."""
+    backoff: Duration = 1.0
+    """Pause before the first retry; doubles with each retry."""
+    max_backoff: Duration = 600.0
+    """Longest pause between retries."""
+    timeout: Duration = Field(300.0, gt=0)
+    """How long one run of a job may take."""
+
+    @field_validator("max_backoff")
+    @classmethod
+    def _not_below_backoff(cls, value: float, info: ValidationInfo) -> float:
+        backoff = info.data.get("backoff")
+        if backoff is not None and value < backoff:
+            raise ValueError(f"max_backoff ({value:g}s) is below backoff ({backoff:g}s)")
+        return value
+
+
+class WorkerSpec(SurgeModel):
+    """Job-worker processes that surge runs and scales."""
+
+    command: str
+    """Command line of one worker process."""
+    replicas: int = Field(1, ge=0)
+    """How many workers to run (the starting count when `scaling` is set)."""
+    scaling: ScalingSpec | None = None
+    """Autoscaling of the workers, usually on `queue_depth_per_replica`."""
+
+
+def check_store_url(value: str) -> str:
+    """`local`, `memory://`, `sqlite:///path` or `redis://host:port/db` (also `rediss://`)."""
+    if value == "local":
+        return value
+    parts = urlparse(value)
+    if parts.scheme == "memory" or (parts.scheme in ("redis", "rediss") and parts.netloc):
+        return value
+    if parts.scheme == "sqlite" and parts.path.strip("/"):
+        return value
+    raise ValueError(
+        f"expected local, memory://, sqlite:///path or redis://host:port/db, got {value!r}"
+    )
+
+
+class Jobs(SurgeModel):
+    """Durable background jobs."""
+
+    broker: str
+    """Where jobs are kept: `sqlite:///path`, `redis://host:port/db` or `memory://`."""
+    queues: dict[Name, QueueSpec] = {"default": QueueSpec()}
+    """Named queues and their delivery rules."""
+    workers: dict[Name, WorkerSpec] = {}
+    """Named groups of worker processes."""
+
+    @field_validator("broker")
+    @classmethod
+    def _store_url(cls, value: str) -> str:
+        if value == "local":
+            raise ValueError("the broker needs a URL: sqlite:///path, redis://host:port/db "
+                             "or memory://")
+        return check_store_url(value)
+
+
+class Config(SurgeModel):
+    """A whole stack, as described by one surge.yaml."""
+
+    gateway: Gateway = Gateway()
+    """The edge gateway."""
+    state: str = "local"
+    """Shared state: `local` (in-process and files under data_dir), `memory://`,
+    `sqlite:///path` or `redis://host:port/db`."""
+    data_dir: str = Field(".surge", min_length=1)
+    """Directory for local state files."""
+    services: dict[Name, Service] = {}
+    """Named services."""
+    rate_limits: RateLimits = RateLimits()
+    """Rate limiting plans."""
+    routes: list[Route] = []
+    """Rules that pick a service for each request."""
+    jobs: Jobs | None = None
+    """Background jobs; none means no broker and no workers."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _note_names(cls, data: Any, info: ValidationInfo) -> Any:
+        if isinstance(data, dict) and info.context is not None:
+            info.context.update(_defined_names(data))
+        return data
+
+    @field_validator("state")
+    @classmethod
+    def _store_url(cls, value: str) -> str:
+        return check_store_url(value)
+
+    def warnings(self) -> list[str]:
+        """Keys that are valid but have no effect as written."""
+        return [w for name, s in self.services.items() for w in s.warnings(f"services.{name}")]
+
+
+def _defined_names(data: dict) -> dict[str, set[str]]:
+    """The service and plan names a raw config defines, where they can be read; a reference
+    is checked only against names that could be read, so one bad section never causes false
+    'unknown' problems elsewhere."""
+    names: dict[str, set[str]] = {}
+    services = data.get("services", {})
+    if isinstance(services, dict):
+        names["services"] = {str(k) for k in services}
+    rate_limits = data.get("rate_limits", {})
+    plans = rate_limits.get("plans", DEFAULT_PLANS) if isinstance(rate_limits, dict) else None
+    if isinstance(plans, dict):
+        names["plans"] = {str(k) for k in plans}
+    return names

@@ -1,0 +1,105 @@
+"""Problems with a config as the user reads them: `location: message`, where the location
+names keys as written in surge.yaml (`services.api.health.interval`, `routes[1].service`).
+
+Turns pydantic's validation errors into such lines: drops the union tags pydantic puts into
+error locations, states plain messages, and suggests the nearest key for an unknown one."""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+
+def location(parts: Sequence[str | int]) -> str:
+    """`("routes", 1, "service")` -> `routes[1].service`; the root is `(root)`."""
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(root)"
+
+
+def from_validation_error(error: ValidationError, data: Any, root: type[BaseModel]) -> list[str]:
+    """One `location: message` line per error in `error`, raised validating `data` as `root`."""
+    problems = []
+    for item in error.errors(include_url=False):
+        parts = _written_location(item["loc"], data)
+        problems.append(f"{location(parts)}: {_message(item, parts, root)}")
+    return problems
+
+
+def _written_location(loc: Sequence[str | int], data: Any) -> list[str | int]:
+    """The keys of `loc` that exist in the data, plus the last one (a missing key). What is
+    left out are the tags pydantic adds for a union member and `[key]` for a mapping key."""
+    parts: list[str | int] = []
+    node = data
+    for i, part in enumerate(loc):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        elif i < len(loc) - 1 or part == "[key]":
+            continue
+        parts.append(part)
+    return parts
+
+
+def _message(item: Any, parts: list[str | int], root: type[BaseModel]) -> str:
+    kind = item["type"]
+    if kind == "value_error":
+        return str(item["ctx"]["error"])
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "extra_forbidden":
+        known = _keys_of(root, parts[:-1])
+        close = difflib.get_close_matches(str(parts[-1]), known, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
+        return f"unknown key ({hint})" if known else "unknown key"
+    return str(item["msg"])
+
+
+def _keys_of(root: type[BaseModel], parts: Sequence[str | int]) -> list[str]:
+    """The keys the model at `parts` accepts (empty when that is not a model)."""
+    annotation: Any = root
+    for part in parts:
+        model = model_in(annotation)
+        if model is not None:
+            field = model.model_fields.get(str(part))
+            annotation = field.annotation if field else None
+        else:
+            annotation = _item_type(annotation)
+    model = model_in(annotation)
+    return list(model.model_fields) if model else []
+
+
+def model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model an annotation holds, through `Annotated`, `X | None` and unions."""
+    for candidate in _members(annotation):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def _item_type(annotation: Any) -> Any:
+    """What a list holds, or the values of a dict, for the first container in `annotation`."""
+    for candidate in _members(annotation):
+        origin, args = typing.get_origin(candidate), typing.get_args(candidate)
+        if origin is list and args:
+            return args[0]
+        if origin is dict and len(args) == 2:
+            return args[1]
+    return None
+
+
+def _members(annotation: Any) -> list[Any]:
+    """`annotation` without Annotated wrappers, split into the members of a union."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _members(typing.get_args(annotation)[0])
+    if origin is typing.Union or origin is types.UnionType:
+        return [m for arg in typing.get_args(annotation) for m in _members(arg)]
+    return [annotation]
