@@ -203,3 +203,27 @@ async def test_a_client_that_disconnects_mid_request_does_not_disturb_the_server
     writer.close()
     await writer.wait_closed()
     assert await still_serves(server)
+
+
+async def test_expect_100_continue_gets_the_go_ahead_before_the_body(
+    server: AdminServer,
+) -> None:
+    reader, writer = await connect(server)
+    body = b'{"address": "127.0.0.1:8105"}'
+    writer.write(b"POST /api/services/api/upstreams HTTP/1.1\r\nExpect: 100-continue\r\n"
+                 b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
+    interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    writer.write(body)
+    assert (await read_response(reader))[0] == 201
+    writer.close()
+
+
+async def test_expect_100_continue_with_a_body_too_large_gets_413_instead(
+    server: AdminServer,
+) -> None:
+    reader, writer = await connect(server)
+    writer.write(b"POST /api/reload HTTP/1.1\r\nExpect: 100-continue\r\n"
+                 b"Content-Length: 2000000\r\n\r\n")
+    assert (await read_response(reader))[0] == 413
+    writer.close()

@@ -108,3 +108,13 @@ def test_it_runs_on_a_uvloop_event_loop_the_caller_owns(control) -> None:
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         module, status = runner.run(scenario())
     assert module.startswith("uvloop") and status == 201
+
+
+async def test_a_handler_returning_something_else_than_a_response_is_a_500(
+    server: AdminServer, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.router.add("GET", "/api/dict", lambda request: {"not": "a Response"})
+    with caplog.at_level(logging.ERROR, logger="surge.admin"):
+        response = await client.get("/api/dict")
+    assert response.status_code == 500
+    assert "not a Response" in caplog.text

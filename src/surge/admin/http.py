@@ -92,11 +92,10 @@ def json_response(
 
 
 def problem(
-    status: int, type_: str, detail: str | None = None,
-    headers: Iterable[tuple[str, str]] = (), **extra: object,
+    status: int, type_: str, detail: str | None = None, headers: Iterable[tuple[str, str]] = ()
 ) -> Response:
     """A problem+json response that no SurgeError stands for (e.g. 405)."""
-    body = problem_document(status, type_, detail=detail, **extra)
+    body = problem_document(status, type_, detail=detail)
     return Response(status, body, PROBLEM_CONTENT_TYPE.decode(), list(headers))
 
 
@@ -120,6 +119,8 @@ class RequestParser:
         self.ready: list[Request] = []
         self.receiving = False  # some bytes of a not yet complete request have arrived
         self.head_complete = False
+        # The client sent `Expect: 100-continue` and waits for a go-ahead before the body.
+        self.awaits_continue = False
         self._reset()
 
     def _reset(self) -> None:
@@ -169,6 +170,7 @@ class RequestParser:
         length = self._headers.get("content-length", "0")
         if length.isdigit() and int(length) > self.limits.max_body_bytes:
             raise BodyTooLarge(f"request body over {self.limits.max_body_bytes} bytes")
+        self.awaits_continue = self._headers.get("expect", "").lower() == "100-continue"
 
     def on_body(self, body: bytes) -> None:
         if len(self._body) + len(body) > self.limits.max_body_bytes:
@@ -190,6 +192,7 @@ class RequestParser:
         ))
         self.receiving = False
         self.head_complete = False
+        self.awaits_continue = False
 
     def _count_head(self, size: int) -> None:
         self._head_bytes += size
@@ -232,6 +235,9 @@ async def serve_connection(
                 await writer.drain()
                 await _linger(reader, writer)
                 return
+            if parse.awaits_continue:  # after the answers to earlier pipelined requests
+                parse.awaits_continue = False
+                writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     except ConnectionError:
         return
     finally:

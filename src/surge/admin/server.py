@@ -86,6 +86,8 @@ class AdminServer:
             response = match.handler(request)
             if inspect.isawaitable(response):
                 response = await response
+            if not isinstance(response, Response):
+                raise TypeError(f"handler returned {type(response).__name__}, not a Response")
             return response
         except ConfigError as exc:
             count = len(exc.problems)
