@@ -1,0 +1,306 @@
+"""Proxy overhead: the Surge gateway against nginx, same upstream, same client, same cores.
+
+    .venv/bin/python bench/proxy.py [--duration 15] [--connections 50] [--rate-limit]
+
+One nginx upstream answers a fixed `ok` (pinned to core 0 with the client). Then, in turn,
+(a) nginx as a reverse proxy (one worker, upstream keep-alive, no access log) and (b) `surge up`
+with a generated surge.yaml (one listener, `access_log: off`, one service on that upstream,
+p2c, one route `/`) run pinned to core 1 while wrk (core 0) drives them: a warm-up, then the
+measured run. For each: requests/s, proxy CPU microseconds per request (utime+stime of the
+proxy's processes from /proc/PID/stat over the measured window, divided by requests), p50 and
+p99 latency, then the Surge/nginx ratios. `--rate-limit` adds `rate_limit: true` to the route
+(with one plan far above the offered load, so it measures the check, not rejections).
+
+Needs nginx, wrk and taskset: when nginx or wrk is missing the script installs them from
+Debian's packages (`apt-get install -y nginx-light wrk`, falling back to `nginx`), which
+needs root. Work files go to bench/.work/proxy/. Every child process is stopped on exit,
+Ctrl-C included. When `surge up` cannot run yet, the surge row says why."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # the process helpers the integration tests use
+
+from support.processes import (  # noqa: E402
+    ManagedProcess,
+    ProcessFailed,
+    free_port,
+    rss_of,
+    start_gateway,
+    wait_for_port,
+)
+
+TEMPLATES = ROOT / "bench" / "nginx"
+CLIENT_CORE = "0"  # wrk and the upstream
+PROXY_CORE = "1"   # the proxy under test
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+@dataclass
+class WrkFigures:
+    requests: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+    socket_errors: str
+
+
+@dataclass
+class Result:
+    proxy: str
+    wrk: WrkFigures
+    cpu_us_per_request: float
+    rss_mib: float
+    wrk_command: str
+
+
+class Unavailable(Exception):
+    """The proxy could not be benchmarked; the message says why."""
+
+
+def ensure_tools() -> None:
+    if shutil.which("nginx") and shutil.which("wrk") and shutil.which("taskset"):
+        return
+    if os.geteuid() != 0:
+        sys.exit("bench/proxy.py needs nginx, wrk and taskset; install them as root: "
+                 "apt-get install -y nginx-light wrk util-linux")
+    print(">> installing nginx and wrk from Debian's packages (apt-get install nginx-light wrk)",
+          flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    apt = ["apt-get", "install", "-y", "-q", "--no-install-recommends"]
+    if subprocess.run([*apt, "nginx-light", "wrk"], env=env).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], env=env, check=True)
+        subprocess.run([*apt, "nginx", "wrk"], env=env, check=True)
+    _stop_system_nginx()
+
+
+def _stop_system_nginx() -> None:
+    # The Debian package may start its own nginx on port 80; it is not ours to keep running.
+    pid_file = Path("/run/nginx.pid")
+    if pid_file.exists():
+        subprocess.run(["nginx", "-s", "stop"], stderr=subprocess.DEVNULL)
+
+
+def render(template: str, workdir: Path, **tokens: object) -> Path:
+    text = (TEMPLATES / template).read_text().replace("@WORKDIR@", str(workdir))
+    for key, value in tokens.items():
+        text = text.replace(f"@{key.upper()}@", str(value))
+    path = workdir / template
+    path.write_text(text)
+    return path
+
+
+def start_nginx(label: str, conf: Path, workdir: Path, core: str, port: int) -> ManagedProcess:
+    argv = ["taskset", "-c", core, shutil.which("nginx") or "nginx", "-p", str(workdir),
+            "-c", str(conf), "-e", str(workdir / f"{label}.error.log")]
+    process = ManagedProcess(label, argv, workdir)
+    process.spawn()
+    try:
+        wait_for_port("127.0.0.1", port, timeout=10)
+    except TimeoutError as exc:
+        raise process.fail(str(exc)) from None
+    return process
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime+stime, in clock ticks, of `pid` and all its descendants (from /proc/PID/stat)."""
+    pids = [pid] + [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    total = 0
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
+    return total
+
+
+def wait_until_ok(url: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(url, timeout=1.0)
+            if response.status_code == 200 and response.text == "ok":
+                return
+            last = f"{response.status_code} {response.text[:200]!r}"
+        except httpx.HTTPError as exc:
+            last = repr(exc)
+        time.sleep(0.1)
+    raise Unavailable(f"GET {url} never answered 200 ok (last: {last})")
+
+
+def wrk_command(url: str, seconds: int, args: argparse.Namespace) -> list[str]:
+    return ["taskset", "-c", CLIENT_CORE, "wrk", "-t1", f"-c{args.connections}",
+            f"-d{seconds}s", "--latency", url]
+
+
+def run_wrk(command: list[str]) -> str:
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise Unavailable(f"wrk failed: {done.stderr.strip() or done.stdout.strip()}")
+    return done.stdout
+
+
+def parse_wrk(text: str) -> WrkFigures:
+    def latency(percent: str) -> float:
+        match = re.search(rf"^\s*{percent}%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.M)
+        return float(match.group(1)) * UNITS_MS[match.group(2)] if match else float("nan")
+
+    requests = re.search(r"(\d+) requests in", text)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    errors = re.search(r"Socket errors:\s+(.*)", text)
+    if not (requests and rps):
+        raise Unavailable(f"cannot read wrk's output:\n{text}")
+    return WrkFigures(int(requests.group(1)), float(rps.group(1)), latency("50"), latency("99"),
+                      int(non_2xx.group(1)) if non_2xx else 0,
+                      errors.group(1).strip() if errors else "none")
+
+
+def measure(proxy: str, pid: int, url: str, args: argparse.Namespace) -> Result:
+    wait_until_ok(url)
+    run_wrk(wrk_command(url, args.warmup, args))
+    command = wrk_command(url, args.duration, args)
+    before = cpu_ticks(pid)
+    output = run_wrk(command)
+    used_us = (cpu_ticks(pid) - before) / CLOCK_TICKS * 1e6
+    figures = parse_wrk(output)
+    return Result(proxy, figures, used_us / max(figures.requests, 1),
+                  rss_of(pid, children=True) / 2**20, " ".join(command))
+
+
+def bench_nginx(args: argparse.Namespace, workdir: Path, upstream_port: int) -> Result:
+    port = free_port()
+    conf = render("proxy.conf", workdir, port=port, upstream_port=upstream_port)
+    with start_nginx("nginx-proxy", conf, workdir, PROXY_CORE, port) as proxy:
+        return measure("nginx", proxy.pid, f"http://127.0.0.1:{port}/", args)
+
+
+def surge_config(port: int, admin: int, upstream_port: int, rate_limit: bool) -> str:
+    text = (f"gateway:\n  listen: 127.0.0.1:{port}\n  admin: 127.0.0.1:{admin}\n"
+            "  access_log: off\n"
+            f"services:\n  bench:\n    upstreams:\n      - 127.0.0.1:{upstream_port}\n"
+            "    balance: p2c\n"
+            "routes:\n  - prefix: /\n    service: bench\n")
+    if rate_limit:
+        text += ("    rate_limit: true\n"
+                 "rate_limits:\n  algorithm: gcra\n  key: ip\n"
+                 "  plans:\n    bench: [1000000/second]\n  default_plan: bench\n")
+    return text
+
+
+def bench_surge(args: argparse.Namespace, workdir: Path, upstream_port: int) -> Result:
+    if importlib.util.find_spec("surge.gateway.commands") is None:
+        raise Unavailable("`surge up` is not built yet (no surge.gateway.commands)")
+    port, admin = free_port(), free_port()
+    config = surge_config(port, admin, upstream_port, args.rate_limit)
+    try:
+        gateway = start_gateway(config, workdir, name="surge-proxy",
+                                command_prefix=["taskset", "-c", PROXY_CORE])
+    except ProcessFailed as exc:
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        raise Unavailable(f"{lines[0]} -- {lines[-1]}") from None
+    with gateway:
+        return measure("surge", gateway.pid, f"http://127.0.0.1:{port}/", args)
+
+
+def machine() -> str:
+    model = next((line.split(":", 1)[1].strip()
+                  for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    nginx = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
+    wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
+    return (f"{model}, {os.cpu_count()} cores, Linux {platform.release()}, "
+            f"Python {platform.python_version()}, {nginx.removeprefix('nginx version: ')}, "
+            f"{' '.join(wrk.split()[:2])}")
+
+
+def report(results: list[Result], unavailable: dict[str, str], args: argparse.Namespace) -> None:
+    print(f"\n{'proxy':<7}{'req/s':>10}{'CPU us/req':>12}{'p50 ms':>9}{'p99 ms':>9}"
+          f"{'non-2xx':>9}{'RSS MiB':>9}  socket errors")
+    for r in results:
+        w = r.wrk
+        print(f"{r.proxy:<7}{w.rps:>10.0f}{r.cpu_us_per_request:>12.1f}{w.p50_ms:>9.2f}"
+              f"{w.p99_ms:>9.2f}{w.non_2xx:>9}{r.rss_mib:>9.1f}  {w.socket_errors}")
+    for proxy, reason in unavailable.items():
+        print(f"{proxy}: not available ({reason})")
+    by_name = {r.proxy: r for r in results}
+    if "surge" in by_name and "nginx" in by_name:
+        s, n = by_name["surge"], by_name["nginx"]
+        print(f"\nsurge/nginx: CPU per request x{s.cpu_us_per_request / n.cpu_us_per_request:.2f}, "
+              f"throughput x{s.wrk.rps / n.wrk.rps:.2f}, p99 x{s.wrk.p99_ms / n.wrk.p99_ms:.2f}")
+    print("\nwrk runs:")
+    for r in results:
+        print(f"  {r.proxy}: {r.wrk_command}")
+    print(f"command: {' '.join(['.venv/bin/python', 'bench/proxy.py', *sys.argv[1:]])}")
+    print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(f"machine: {machine()}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=int, default=15, help="measured seconds per proxy")
+    parser.add_argument("--warmup", type=int, default=3, help="warm-up seconds per proxy")
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--rate-limit", action="store_true",
+                        help="add `rate_limit: true` to the Surge route")
+    parser.add_argument("--only", choices=["nginx", "surge"], help="benchmark one proxy")
+    return parser.parse_args(argv)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # unwinds through every `with` below, which stop the children
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)  # even when started with SIGINT ignored (`cmd &`)
+    ensure_tools()
+    workdir = ROOT / "bench" / ".work" / "proxy"
+    shutil.rmtree(workdir, ignore_errors=True)
+    (workdir / "tmp").mkdir(parents=True)
+    upstream_port = free_port()
+    conf = render("upstream.conf", workdir, port=upstream_port)
+    results: list[Result] = []
+    unavailable: dict[str, str] = {}
+    benches = {"nginx": bench_nginx, "surge": bench_surge}
+    try:
+        with start_nginx("nginx-upstream", conf, workdir, CLIENT_CORE, upstream_port):
+            for proxy, bench in benches.items():
+                if args.only not in (None, proxy):
+                    continue
+                print(f">> {proxy}: {args.warmup}s warm-up, {args.duration}s measured, "
+                      f"{args.connections} connections", flush=True)
+                try:
+                    results.append(bench(args, workdir, upstream_port))
+                except (Unavailable, ProcessFailed) as exc:
+                    unavailable[proxy] = str(exc)
+    except KeyboardInterrupt:
+        print("\ninterrupted; every child process was stopped", file=sys.stderr)
+        return 130
+    report(results, unavailable, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
