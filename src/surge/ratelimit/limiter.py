@@ -1,0 +1,218 @@
+"""The `Limiter`: the one facade the gateway, the ASGI middleware and the decorator use. It
+turns plans into policies, asks the store, applies dry-run and `on_store_error`, counts every
+outcome per plan, and renders the IETF RateLimit headers (draft-ietf-httpapi-ratelimit-headers:
+`RateLimit-Policy: "free";q=10;w=1` and `RateLimit: "free";r=3;t=1`) plus `Retry-After`.
+
+`hit_local` is the synchronous hot path for an in-process store: no coroutine, no await.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from surge.errors import ConfigError, StoreError
+from surge.ratelimit.algorithms import Decision, Policy, make_policy
+from surge.ratelimit.settings import RateLimitSettings, unknown_plan
+from surge.ratelimit.store import LocalHit, LocalStore, Store, open_store
+
+log = logging.getLogger("surge.ratelimit")
+
+_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+
+
+class Plan:
+    """One plan at run time: its policy, header text and outcome counters (exported by the
+    gateway as per-plan metrics)."""
+
+    __slots__ = ("name", "policy", "local", "names", "policy_header", "allowed", "rejected",
+                 "dry_run_rejected")
+
+    def __init__(self, name: str, policy: Policy, local: LocalHit) -> None:
+        self.name = name
+        self.policy = policy
+        self.local = local  # the store's bound synchronous hit (raises if it is remote)
+        rates = policy.rates
+        # one quota policy per limit; a lone limit is named after the plan itself
+        self.names = [name] if len(rates) == 1 else [f"{name}-{_window(r.period)}" for r in rates]
+        self.policy_header = ", ".join(
+            f'"{n}";q={r.limit};w={math.ceil(r.period)}'
+            for n, r in zip(self.names, rates, strict=True)
+        ).encode()
+        self.allowed = self.rejected = self.dry_run_rejected = 0
+
+    def counters(self) -> dict[str, int]:
+        return {"allowed": self.allowed, "rejected": self.rejected,
+                "dry_run_rejected": self.dry_run_rejected}
+
+
+class Limiter:
+    """Decides whether `identity` may make a request of `cost` on `plan`."""
+
+    def __init__(
+        self,
+        settings: RateLimitSettings | None = None,
+        store: Store | str = "local",
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        log_interval: float = 10.0,
+        store_timeout: float = 0.25,
+    ) -> None:
+        self.settings = settings or RateLimitSettings()
+        self.store = open_store(store, timeout=store_timeout) if isinstance(store, str) else store
+        self.clock = clock
+        self.dry_run = self.settings.dry_run
+        self.default_plan = self.settings.default_plan
+        local = self.store if isinstance(self.store, LocalStore) else None
+        self.plans = {}
+        for name, rates in self.settings.plans.items():
+            policy = make_policy(self.settings.algorithm, rates, **self._options())
+            bound = local.bind(name, policy) if local is not None else self._not_local
+            self.plans[name] = Plan(name, policy, bound)
+        self.store_errors = 0  # calls the store could not answer; exported as a counter
+        self._log_interval = log_interval
+        self._last_logged = -math.inf
+        self._deny_on_error = self.settings.on_store_error == "deny"
+
+    @classmethod
+    def from_config(cls, section: Any, state: str = "local", **kwargs: Any) -> Limiter:
+        """From the `rate_limits` section and the `state` URL of surge.yaml."""
+        return cls(RateLimitSettings.from_config(section), state, **kwargs)
+
+    @property
+    def is_local(self) -> bool:
+        """True when `hit_local` can answer (the store is in-process)."""
+        return isinstance(self.store, LocalStore)
+
+    def plan(self, name: str | None = None) -> Plan:
+        try:
+            return self.plans[name or self.default_plan]
+        except KeyError:
+            raise ConfigError([unknown_plan(str(name), self.plans)]) from None
+
+    def hit_local(
+        self, identity: str, plan: str | None = None, cost: int = 1, now: float | None = None
+    ) -> Decision:
+        """Decide synchronously on the in-process store (raises TypeError on a remote one)."""
+        p = self.plans.get(plan or self.default_plan) or self.plan(plan)
+        if cost < 0:
+            raise ValueError(f"cost must be >= 0, got {cost}")
+        decision = p.local(identity, cost, self.clock() if now is None else now)
+        if decision[0]:
+            p.allowed += 1
+            return decision
+        if self.dry_run:
+            return self._dry_run(p, identity, decision)
+        p.rejected += 1
+        return decision
+
+    async def hit(
+        self, identity: str, plan: str | None = None, cost: int = 1, now: float | None = None
+    ) -> Decision:
+        """Decide on any store. A store that fails follows `on_store_error`."""
+        p = self.plans.get(plan or self.default_plan) or self.plan(plan)
+        if cost < 0:
+            raise ValueError(f"cost must be >= 0, got {cost}")
+        try:
+            decision = await self.store.hit(p.name, identity, p.policy, cost,
+                                            self.clock() if now is None else now)
+        except StoreError as exc:
+            return self._store_failed(exc)
+        if decision.allowed:
+            if cost:
+                p.allowed += 1
+            return decision
+        if not cost:
+            return decision
+        if self.dry_run:
+            return self._dry_run(p, identity, decision)
+        p.rejected += 1
+        return decision
+
+    async def peek(self, identity: str, plan: str | None = None) -> Decision:
+        """The decision a request of cost 1 would get, consuming nothing."""
+        p = self.plan(plan)
+        decision = await self.store.hit(p.name, identity, p.policy, 0, self.clock())
+        return decision if decision.remaining > 0 else decision._replace(allowed=False)
+
+    async def state(self, identity: str, plan: str | None = None) -> dict[str, Any]:
+        """What `GET /api/ratelimits/{key}` shows: the plan's limits and the key's quota."""
+        p = self.plan(plan)
+        d = await self.peek(identity, p.name)
+        return {
+            "key": identity,
+            "plan": p.name,
+            "algorithm": p.policy.algorithm,
+            "limits": [{"policy": n, "quota": r.limit, "window": r.period}
+                       for n, r in zip(p.names, p.policy.rates, strict=True)],
+            "tightest": p.names[d.index],
+            "remaining": d.remaining,
+            "reset_after": round(d.reset_after, 3),
+            "limited": not d.allowed,
+        }
+
+    async def reset(self, identity: str, plan: str | None = None) -> None:
+        await self.store.reset(self.plan(plan).name, identity)
+
+    def headers(self, decision: Decision, plan: str | None = None) -> list[tuple[bytes, bytes]]:
+        """`RateLimit-Policy` and `RateLimit` for any response, `Retry-After` on a rejection."""
+        p = self.plans.get(plan or self.default_plan) or self.plan(plan)
+        reset = decision.reset_after
+        rate_limit = b'"%s";r=%d;t=%d' % (
+            p.names[decision.index].encode(), decision.remaining,
+            math.ceil(reset) if reset < math.inf else 0,
+        )
+        headers = [(b"RateLimit-Policy", p.policy_header), (b"RateLimit", rate_limit)]
+        if not decision.allowed:
+            headers.append((b"Retry-After", b"%d" % retry_after_seconds(decision, p.policy)))
+        return headers
+
+    def counters(self) -> dict[str, Any]:
+        """Per-plan outcomes and store errors, for the metrics exporter."""
+        return {"plans": {name: p.counters() for name, p in self.plans.items()},
+                "store_errors": self.store_errors}
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    def _options(self) -> dict[str, Any]:
+        shaping = self.settings.algorithm == "shaping"
+        return {"max_delay": self.settings.max_delay} if shaping else {}
+
+    def _not_local(self, identity: str, cost: int, now: float) -> Decision:
+        raise TypeError(f"store {self.store.url} is not in-process; await hit() instead")
+
+    def _dry_run(self, p: Plan, identity: str, decision: Decision) -> Decision:
+        p.dry_run_rejected += 1
+        log.info("dry-run: would reject %s on plan %s (retry after %.3fs)",
+                 identity, p.name, decision.retry_after)
+        return decision._replace(allowed=True)
+
+    def _store_failed(self, exc: StoreError) -> Decision:
+        self.store_errors += 1
+        now = time.monotonic()
+        if now - self._last_logged >= self._log_interval:
+            self._last_logged = now
+            log.warning("rate limit store failed (%d errors so far), on_store_error=%s: %s",
+                        self.store_errors, self.settings.on_store_error, exc)
+        if self._deny_on_error:
+            return Decision(False, 0, 0.0, 1.0)
+        return Decision(True, 0, 0.0, 0.0)
+
+
+def retry_after_seconds(decision: Decision, policy: Policy) -> int:
+    """Whole seconds for `Retry-After`: at least 1; the longest window when never."""
+    if decision.retry_after == math.inf:
+        return math.ceil(max(r.period for r in policy.rates))
+    return max(1, math.ceil(decision.retry_after))
+
+
+def _window(period: float) -> str:
+    for unit, seconds in _UNITS:
+        if period >= seconds and period % seconds == 0:
+            return f"{int(period // seconds)}{unit}"
+    return f"{period:g}s"
+
