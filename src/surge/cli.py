@@ -11,7 +11,7 @@ import sys
 # Feature modules that add subcommands, in the order `surge --help` lists them.
 COMMAND_MODULES = (
     "surge.config.commands",   # check, schema
-    "surge.gateway.commands",   # up, check, schema
+    "surge.gateway.commands",   # up
     "surge.ratelimit.commands",  # keys
     "surge.scaling.commands",   # load, restart, deploy
     "surge.jobs.commands",      # worker, jobs

@@ -7,6 +7,7 @@ No I/O lives here."""
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 # Weight of the newest latency sample in the moving average (about the last 10 requests).
 EWMA_ALPHA = 0.1
@@ -17,7 +18,7 @@ INITIAL_EWMA = 0.001
 class Upstream:
     __slots__ = (
         "address", "host", "port", "weight", "id", "inflight", "ewma", "healthy", "ejected",
-        "draining", "added_at", "slow_start", "requests", "failures",
+        "draining", "added_at", "slow_start", "requests", "failures", "pool",
     )
 
     def __init__(
@@ -39,7 +40,8 @@ class Upstream:
         self.added_at = added_at
         self.slow_start = slow_start
         self.requests = 0
-        self.failures = 0
+        self.failures = 0  # consecutive failed requests (passive checks)
+        self.pool: Any = None  # its connection pool, set by the service
 
     @property
     def eligible(self) -> bool:

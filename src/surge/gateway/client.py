@@ -1,0 +1,273 @@
+"""The listener side of one client connection: HTTP/1.1 parsing with httptools, the limits on
+request heads, pipelining (requests answered strictly in order), the client's deadlines and
+flow control. Each parsed request becomes an `Exchange`, which does the proxying."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING
+
+import httptools
+
+from surge.gateway.exchange import Exchange
+from surge.gateway.headers import valid_request_id
+from surge.observe.problem import problem_document, problem_response
+
+if TYPE_CHECKING:
+    from surge.gateway.server import Gateway
+    from surge.upstreams.connection import UpstreamConnection
+
+log = logging.getLogger("surge.gateway")
+
+# Deadline kinds.
+NONE, HEADER, IDLE = 0, 1, 2
+
+# Why reading from the client is paused (bits): a pipelined request waits; the upstream's
+# write buffer is full; a body is held while no upstream connection is ready.
+PIPELINE, UPSTREAM_FULL, HOLDING = 1, 2, 4
+
+_DROPPED = frozenset({
+    b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade",
+    b"transfer-encoding", b"content-length", b"expect", b"x-forwarded-proto",
+    b"x-forwarded-host", b"x-forwarded-for", b"x-request-id", b"proxy-authorization",
+})
+
+
+class HeadTooLarge(Exception):
+    """Raised from a parser callback; turned into 431 outside the parser."""
+
+
+class ClientConnection(asyncio.Protocol):
+    __slots__ = (
+        "gw", "transport", "parser", "ip", "current", "receiving", "queue", "paused",
+        "write_paused", "deadline", "deadline_kind", "head_seen", "tunnel", "upgrade_buf",
+        "closed",
+    )
+
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.parser = httptools.HttpRequestParser(self)
+        self.ip = b"-"
+        self.current: Exchange | None = None
+        self.receiving: Exchange | None = None
+        self.queue: deque[Exchange] = deque()
+        self.paused = 0
+        self.write_paused = False
+        self.deadline = 0.0
+        self.deadline_kind = NONE
+        self.head_seen = 0
+        self.tunnel: asyncio.Transport | None = None
+        self.upgrade_buf: list[bytes] | None = None
+        self.closed = False
+
+    # -- asyncio.Protocol ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.ip = peer[0].encode()
+        gw = self.gw
+        gw.connections.add(self)
+        self.set_deadline(HEADER, gw.client_header_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.write(data)
+            return
+        if self.upgrade_buf is not None:
+            self.upgrade_buf.append(data)
+            return
+        if self.deadline_kind == HEADER and self.receiving is not None:
+            self.head_seen += len(data)
+            if self.head_seen > self.gw.max_header_bytes + 65536:
+                self.reject(431, "header-too-large", "request head is too large",
+                            "header_too_large")
+                return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self.upgrade_buf = [data[upgrade.args[0]:]]
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, HeadTooLarge):
+                self.reject(431, "header-too-large", "request head is over the limit of "
+                            f"{self.gw.max_header_bytes} bytes", "header_too_large")
+            elif isinstance(cause, ValueError):
+                self.reject(400, "bad-request", f"malformed request: {cause}", "bad_request")
+            else:
+                log.error("internal error while handling a request", exc_info=cause)
+                self.reject(500, "internal", "internal error", "internal_error")
+        except httptools.HttpParserError as exc:
+            self.reject(400, "bad-request", f"malformed request: {exc}", "bad_request")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.gw.connections.discard(self)
+        if self.tunnel is not None:
+            self.tunnel.close()
+        current = self.current
+        if current is not None:
+            self.current = None
+            current.cancel()
+        for waiting in self.queue:
+            waiting.cancel()
+        self.queue.clear()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        current = self.current
+        if current is not None and current.conn is not None:
+            current.conn.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        current = self.current
+        if current is not None and current.conn is not None:
+            current.conn.resume_reading()
+
+    # -- httptools callbacks ---------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.receiving = Exchange(self, self.gw.now())
+        self.head_seen = 0
+        if self.deadline_kind != HEADER:
+            self.set_deadline(HEADER, self.gw.client_header_timeout)
+
+    def on_url(self, url: bytes) -> None:
+        ex = self.receiving
+        ex.target += url
+        self.head_seen += len(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_seen += len(name) + len(value) + 4
+        if self.head_seen > self.gw.max_header_bytes:
+            raise HeadTooLarge
+        lname = name.lower()
+        ex = self.receiving
+        if lname in _DROPPED:
+            if lname == b"content-length":
+                ex.length = int(value)
+            elif lname == b"transfer-encoding":
+                ex.chunked = True
+            elif lname == b"x-forwarded-for":
+                ex.xff = value
+            elif lname == b"x-request-id":
+                if valid_request_id(value):
+                    ex.request_id = value
+            elif lname == b"expect":
+                ex.expect = value.lower() == b"100-continue"
+            elif lname == b"upgrade":
+                ex.upgrade = value
+            return
+        if lname == b"host":
+            ex.host = value
+        elif lname == b"cookie":
+            ex.cookie = value
+        elif lname == b"idempotency-key":
+            ex.idempotency_key = True
+        ex.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        ex = self.receiving
+        parser = self.parser
+        ex.method = parser.get_method()
+        ex.http11 = parser.get_http_version() == "1.1"
+        ex.keep_alive = parser.should_keep_alive()
+        if ex.upgrade is not None and not parser.should_upgrade():
+            ex.upgrade = None
+        self.deadline_kind = NONE
+        if self.current is None:
+            self.current = ex
+            ex.start()
+        else:
+            self.queue.append(ex)
+            self.pause_reading_for(PIPELINE)
+
+    def on_body(self, body: bytes) -> None:
+        self.receiving.request_body(body)
+
+    def on_message_complete(self) -> None:
+        ex = self.receiving
+        self.receiving = None
+        ex.request_end()
+
+    # -- used by exchanges -----------------------------------------------------------------------
+
+    def exchange_done(self, ex: Exchange) -> None:
+        """`ex` is answered and its request read: move on to the next request."""
+        if self.current is not ex:
+            return
+        self.current = None
+        if not ex.keep_alive or self.gw.draining or self.closed:
+            self.transport.close()
+            return
+        if self.queue:
+            nxt = self.queue.popleft()
+            if not self.queue:
+                self.resume_reading_for(PIPELINE)
+            self.current = nxt
+            nxt.start()
+        elif self.receiving is None:
+            self.set_deadline(IDLE, self.gw.idle_timeout)
+
+    def start_tunnel(self, conn: UpstreamConnection) -> None:
+        self.tunnel = conn.transport
+        self.deadline_kind = NONE
+        buffered, self.upgrade_buf = self.upgrade_buf or [], None
+        for data in buffered:
+            if data:
+                conn.send(data)
+
+    def pause_reading_for(self, reason: int) -> None:
+        if not self.paused and not self.closed:
+            self.transport.pause_reading()
+        self.paused |= reason
+
+    def resume_reading_for(self, reason: int) -> None:
+        if self.paused & reason:
+            self.paused &= ~reason
+            if not self.paused and not self.closed:
+                self.transport.resume_reading()
+
+    def set_deadline(self, kind: int, seconds: float) -> None:
+        self.deadline_kind = kind
+        self.deadline = self.gw.now() + seconds
+
+    def deadline_passed(self) -> None:
+        """Called by the gateway's sweeper when `deadline` is behind us."""
+        kind, self.deadline_kind = self.deadline_kind, NONE
+        if kind == HEADER:
+            if self.current is None:
+                self.reject(408, "client-header-timeout", "request head not received within "
+                            f"{self.gw.client_header_timeout:g}s", "client_header_timeout")
+            else:
+                self.abort()
+        elif kind == IDLE:
+            self.transport.close()
+
+    def reject(self, status: int, type_: str, detail: str, reason: str) -> None:
+        """Answer a request that cannot be parsed or accepted, then close."""
+        self.gw.stats.failed[reason] += 1
+        if self.current is not None and self.current.status:
+            self.abort()  # a response is under way: it cannot be replaced by an error
+            return
+        body = problem_document(status, type_, detail=detail)
+        self.transport.write(problem_response(status, body, close=True))
+        self.gw.stats.unrouted[status // 100] += 1
+        self.closed = True
+        self.transport.close()
+
+    def abort(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.transport.abort()
+
+    def drain(self) -> None:
+        """Shutting down: an idle connection closes now, a busy one after its response."""
+        if self.current is None and self.receiving is None:
+            self.transport.close()
+

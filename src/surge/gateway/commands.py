@@ -1,0 +1,100 @@
+"""`surge up`: start the gateway (and, for the bundled quickstart, its two app replicas) and
+say where to look."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+QUICKSTART = Path(__file__).resolve().parents[3] / "examples" / "quickstart"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    up = subparsers.add_parser(
+        "up", help="run the stack described by a surge.yaml",
+        description="Run the gateway of FILE (default: ./surge.yaml, else the bundled "
+                    "quickstart with its two app replicas).")
+    up.add_argument("file", nargs="?", help="the surge.yaml to run")
+    up.add_argument("--log-level", default="info",
+                    choices=["debug", "info", "warning", "error"])
+    up.set_defaults(handler=up_command)
+
+
+def up_command(args: argparse.Namespace) -> int:
+    import logging
+
+    from surge.config import find_config, load
+    from surge.errors import ConfigError
+    from surge.gateway.run import setup_logging
+
+    path = find_config(args.file)
+    quickstart = path is None
+    if quickstart:
+        path = QUICKSTART / "surge.yaml"
+        if not path.exists():
+            print(f"surge: no ./surge.yaml here and the quickstart is missing at {path}",
+                  file=sys.stderr)
+            return 2
+    try:
+        config = load(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{path}: {problem}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"surge: cannot read {path}: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(getattr(logging, args.log_level.upper()))
+    replicas = start_quickstart_replicas(config) if quickstart else []
+    try:
+        print_banner(path, config, quickstart)
+        if config.gateway.workers > 1:
+            from surge.gateway.workers import run_master
+
+            return run_master(config, path)
+        from surge.gateway.run import run
+
+        run(config, path)
+        return 0
+    finally:
+        for replica in replicas:
+            replica.terminate()
+        for replica in replicas:
+            replica.wait(5)
+
+
+def start_quickstart_replicas(config):  # type: ignore[no-untyped-def]
+    """The quickstart's app runs as plain processes, one per configured upstream."""
+    import subprocess
+
+    from surge.gateway.readiness import wait_for_port
+
+    replicas = []
+    for service in config.services.values():
+        for index, upstream in enumerate(service.upstreams):
+            host, _, port = upstream.address.rpartition(":")
+            name = chr(ord("a") + index)
+            print(f"surge: starting quickstart replica {name} on {upstream.address}", flush=True)
+            replicas.append(subprocess.Popen(
+                [sys.executable, str(QUICKSTART / "app.py"), "--host", host, "--port", port,
+                 "--name", name]))
+    for service in config.services.values():
+        for upstream in service.upstreams:
+            host, _, port = upstream.address.rpartition(":")
+            wait_for_port(host, int(port), 15.0)
+    return replicas
+
+
+def print_banner(path: Path, config, quickstart: bool) -> None:  # type: ignore[no-untyped-def]
+    g = config.gateway
+    lines = [f"surge: running {path}" + (" (the bundled quickstart)" if quickstart else "")]
+    for address in g.listen:
+        lines.append(f"  gateway    http://{address}/")
+    if g.admin:
+        lines += [f"  admin API  http://{g.admin}/api/services",
+                  f"  metrics    http://{g.admin}/metrics"]
+    lines.append(f"  workers    {g.workers}, access log: {g.access_log}")
+    lines.append(f"try:  curl -i http://{g.listen[0]}/")
+    lines.append("stop: Ctrl-C (in-flight requests finish first)")
+    print("\n".join(lines), flush=True)

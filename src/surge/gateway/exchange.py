@@ -1,0 +1,440 @@
+"""One request's trip through the gateway: route, pick an upstream, borrow a pooled connection,
+stream the body up and the response down, then account for it. Callback-driven on purpose:
+no task and no future per request, so the hot path stays a few plain method calls.
+
+The client side (parsing, pipelining, deadlines) lives in `gateway.client`; the upstream side
+(parsing responses) in `upstreams.connection`. This module is the glue and owns the rules:
+which failures are retried, what the client is told, what is counted."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from surge.gateway import headers as h
+from surge.observe.problem import problem_document, problem_response
+
+if TYPE_CHECKING:
+    from surge.gateway.client import ClientConnection
+    from surge.gateway.snapshot import RouteRuntime
+    from surge.upstreams.connection import UpstreamConnection
+    from surge.upstreams.service import ServiceRuntime
+    from surge.upstreams.upstream import Upstream
+
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
+# A request body up to this size is kept after sending, so the request can be replayed.
+REPLAY_BUFFER = 64 * 1024
+_NO_BODY_STATUS = frozenset({204, 304})
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_SP = b" "
+_COLON = b": "
+_CRLF = b"\r\n"
+
+
+class Exchange:
+    __slots__ = (
+        "client", "method", "target", "http11", "keep_alive", "headers", "host", "length",
+        "chunked", "expect", "upgrade", "request_id", "xff", "cookie", "idempotency_key",
+        "started", "route", "service", "upstream", "conn", "tried", "head", "body",
+        "body_sent", "kept", "received", "req_done", "status", "out_chunked", "sent_bytes",
+        "responded", "cancelled", "deadline", "sticky_hit", "tunnel", "holding",
+    )
+
+    def __init__(self, client: ClientConnection, started: float) -> None:
+        self.client = client
+        self.started = started
+        self.target = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.host: bytes | None = None
+        self.length = -1
+        self.chunked = False
+        self.expect = False
+        self.upgrade: bytes | None = None
+        self.request_id: bytes | None = None
+        self.xff: bytes | None = None
+        self.cookie: bytes | None = None
+        self.idempotency_key = False
+        self.route: RouteRuntime | None = None
+        self.service: ServiceRuntime | None = None
+        self.upstream: Upstream | None = None
+        self.conn: UpstreamConnection | None = None
+        self.tried: list[Upstream] = []
+        self.body: list[bytes] | None = []
+        self.body_sent = 0
+        self.kept = 0
+        self.received = 0
+        self.req_done = False
+        self.status = 0
+        self.out_chunked = False
+        self.sent_bytes = 0
+        self.responded = False
+        self.cancelled = False
+        self.deadline = 0.0
+        self.sticky_hit = False
+        self.tunnel = False
+        self.holding = False
+
+    # -- request side ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Route the request and send it on its way (called when it is this request's turn)."""
+        gw = self.client.gw
+        if self.request_id is None:
+            self.request_id = h.new_request_id()
+        target = self.target
+        if not target.startswith(b"/"):
+            self.fail(400, "bad-request", "only origin-form request targets are accepted",
+                      "invalid_target")
+            return
+        path, _, query = target.partition(b"?")
+        host = self.host.partition(b":")[0].decode("latin-1") if self.host else None
+        route = gw.snapshot.routes.match(self.method.decode("latin-1"),
+                                         path.decode("latin-1"), host, self.header_map())
+        if route is None:
+            self.fail(404, "no-route", f"no route for {path.decode('latin-1')}", "no_route")
+            return
+        self.route = route
+        if self.length > gw.max_body_bytes:
+            self.fail(413, "body-too-large",
+                      f"request body of {self.length} bytes is over the limit of "
+                      f"{gw.max_body_bytes}", "body_too_large")
+            return
+        if route.strip_prefix:
+            stripped = route.strip(path.decode("latin-1")).encode("latin-1")
+            target = stripped + b"?" + query if query else stripped
+        self.service = gw.snapshot.services[route.service]
+        self.head = self.upstream_head(target)
+        if self.expect and not self.req_done:
+            self.client.transport.write(_CONTINUE)
+        self.dispatch()
+
+    def header_map(self) -> dict[str, str]:
+        """Lower-cased request headers, built only when a route matches on headers."""
+        if not self.client.gw.snapshot.routes.uses_headers:
+            return _EMPTY
+        return {n.decode("latin-1").lower(): v.decode("latin-1") for n, v in self.headers}
+
+    def upstream_head(self, target: bytes) -> bytes:
+        parts = [self.method, _SP, target, b" HTTP/1.1\r\n"]
+        for name, value in self.headers:
+            parts += (name, _COLON, value, _CRLF)
+        ip = self.client.ip
+        parts += (b"X-Forwarded-For: ", self.xff + b", " + ip if self.xff else ip, _CRLF,
+                  b"X-Forwarded-Proto: http\r\nX-Request-ID: ", self.request_id, _CRLF)
+        if self.host is not None:
+            parts += (b"X-Forwarded-Host: ", self.host, _CRLF)
+        if self.upgrade is not None:
+            parts += (b"Connection: Upgrade\r\nUpgrade: ", self.upgrade, _CRLF)
+        if self.chunked:
+            parts.append(b"Transfer-Encoding: chunked\r\n")
+        elif self.length >= 0:
+            parts += (b"Content-Length: ", b"%d" % self.length, _CRLF)
+        parts.append(_CRLF)
+        return b"".join(parts)
+
+    def dispatch(self) -> None:
+        """Pick an upstream (not one this request already tried) and ask its pool for a
+        connection; `attach` follows, now or later."""
+        service = self.service
+        gw = self.client.gw
+        up = service.sticky_pick(self.cookie) if service.sticky_cookie else None
+        if up is not None:
+            self.sticky_hit = True
+        else:
+            key = service.hash_key(self) if service.hashing else None
+            up = service.balancer.pick(gw.now(), key, self.tried)
+        if up is None:
+            if self.tried:
+                self.fail(502, "bad-gateway", "no upstream of service "
+                          f"'{service.name}' could be reached", "connect_failed")
+            else:
+                self.fail(503, "no-healthy-upstream", f"service '{service.name}' has no "
+                          "healthy upstream", "no_healthy_upstream", retry_after=b"1")
+            return
+        self.upstream = up
+        self.holding = True
+        self.tried.append(up)
+        up.inflight += 1
+        up.pool.acquire(self)
+
+    def attach(self, conn: UpstreamConnection) -> None:
+        if self.cancelled:
+            conn.pool.release(conn)
+            return
+        self.conn = conn
+        conn.exchange = self
+        body = self.body
+        if body is None or not body:
+            conn.send(self.head)
+        else:
+            conn.send(self.head + b"".join(body))
+            self.body_sent = len(body)
+        if self.client.write_paused:
+            conn.pause_reading()
+        if self.req_done:
+            self.deadline = self.client.gw.now() + self.client.gw.upstream_timeout
+        self.client.resume_reading_for(4)
+
+    def request_body(self, data: bytes) -> None:
+        if self.responded and self.conn is None:
+            return  # answered already (an error); the rest of the body is read and dropped
+        self.received += len(data)
+        gw = self.client.gw
+        if self.received > gw.max_body_bytes:
+            self.too_large()
+            return
+        framed = h.chunk(data) if self.chunked else data
+        self.forward_body(framed)
+
+    def request_end(self) -> None:
+        self.req_done = True
+        if self.responded:
+            if self.conn is None:
+                self.client.exchange_done(self)
+            return
+        if self.chunked:
+            self.forward_body(h.LAST_CHUNK)
+        if self.conn is not None:
+            self.deadline = self.client.gw.now() + self.client.gw.upstream_timeout
+
+    def forward_body(self, framed: bytes) -> None:
+        body = self.body
+        if body is not None:
+            self.kept += len(framed)
+            body.append(framed)
+        conn = self.conn
+        if conn is not None:
+            conn.send(framed)
+            if body is not None:
+                self.body_sent = len(body)
+                if self.kept > REPLAY_BUFFER:
+                    self.body = None  # too big to replay; sent, so nothing is lost
+        elif body is None:
+            pass  # unreachable: a body is dropped only after it was all sent
+        elif self.kept > REPLAY_BUFFER:
+            self.client.pause_reading_for(4)  # hold the client until a connection is ready
+
+    def too_large(self) -> None:
+        self.client.gw.stats.failed["body_too_large"] += 1
+        if self.status:
+            self.client.abort()
+            return
+        self.keep_alive = False
+        self.abandon_upstream()
+        self.fail(413, "body-too-large", "request body is over the limit of "
+                  f"{self.client.gw.max_body_bytes} bytes", None)
+
+    # -- upstream side ---------------------------------------------------------------------------
+
+    def response_head(self, status: int, conn: UpstreamConnection) -> None:
+        if status < 200 and status != 101:
+            return  # interim answers (103) are not forwarded
+        self.status = status
+        self.deadline = 0.0
+        client = self.client
+        parts = [b"HTTP/1.1 %d " % status, conn.reason, _CRLF]
+        for name, value in conn.headers:
+            parts += (name, _COLON, value, _CRLF)
+        parts += (b"X-Request-ID: ", self.request_id, _CRLF)
+        service = self.service
+        if service.sticky_cookie and not self.sticky_hit:
+            parts += (b"Set-Cookie: ", service.sticky_cookie, b"=", self.upstream.id.encode(),
+                      b"; Path=/; HttpOnly\r\n")
+        if status == 101:
+            for name, value in conn.hop:
+                parts += (name, _COLON, value, _CRLF)
+        elif status in _NO_BODY_STATUS or self.method == b"HEAD":
+            pass
+        elif conn.length < 0:
+            if self.http11:
+                self.out_chunked = True
+                parts.append(b"Transfer-Encoding: chunked\r\n")
+            else:
+                self.keep_alive = False  # the body ends when the connection does
+        if self.upgrade is not None and status != 101:
+            self.keep_alive = False  # the client's parser is past the point of return
+        if not self.keep_alive:
+            parts.append(b"Connection: close\r\n")
+        elif not self.http11:
+            parts.append(b"Connection: keep-alive\r\n")
+        parts.append(_CRLF)
+        client.transport.write(b"".join(parts))
+        if self.method == b"HEAD" and status != 101:
+            # httptools cannot be told a HEAD answer has no body: finish here and never
+            # reuse this connection.
+            conn.exchange = None
+            conn.close()
+            self.conn = None
+            self.finish(True)
+
+    def response_body(self, data: bytes) -> None:
+        if self.status == 0:
+            return
+        self.sent_bytes += len(data)
+        self.client.transport.write(h.chunk(data) if self.out_chunked else data)
+
+    def response_end(self, conn: UpstreamConnection, upstream_keep_alive: bool) -> None:
+        if self.status == 0 or self.status == 101:
+            return  # an interim answer ended, or an upgrade follows
+        if self.out_chunked:
+            self.client.transport.write(h.LAST_CHUNK)
+        conn.exchange = None
+        self.conn = None
+        if upstream_keep_alive and self.req_done:
+            conn.pool.release(conn)
+        else:
+            conn.close()
+        self.finish(self.status < 500)
+
+    def upstream_upgraded(self, rest: bytes) -> None:
+        """The upstream answered 101: from now on both sides are a plain byte tunnel."""
+        conn = self.conn
+        client = self.client
+        self.tunnel = True
+        conn.tunnel = client.transport
+        if rest:
+            client.transport.write(rest)
+        client.start_tunnel(conn)
+        self.account()
+
+    def upstream_lost(self, conn: UpstreamConnection, exc: Exception | None) -> None:
+        """The upstream connection closed while serving this exchange."""
+        self.conn = None
+        if self.tunnel:
+            self.leave_upstream(True)
+            self.client.abort()
+            return
+        if self.status:
+            if conn.length < 0 and not conn.chunked and not self.out_chunked:
+                self.finish(True)  # a close-delimited body ended normally
+            else:
+                self.client.gw.stats.failed["upstream_reset"] += 1
+                self.leave_upstream(False)
+                self.client.abort()  # truncated: the client must see it broke
+            return
+        self.retry_or_fail(502, "bad-gateway", "upstream closed the connection before answering",
+                           "upstream_reset", replay_safe=self.replayable())
+
+    def upstream_broken(self, detail: str) -> None:
+        """The upstream sent bytes that are not HTTP."""
+        if self.status:
+            self.client.gw.stats.failed["upstream_garbage"] += 1
+            self.leave_upstream(False)
+            self.client.abort()
+            return
+        conn = self.conn
+        self.conn = None
+        if conn is not None:
+            conn.exchange = None
+        self.leave_upstream(False)
+        self.fail(502, "bad-gateway", detail, "upstream_garbage")
+
+    def connect_failed(self, exc: BaseException) -> None:
+        if self.cancelled:
+            self.leave_upstream(None)
+            return
+        timeout = isinstance(exc, TimeoutError)  # (a subclass of OSError)
+        self.retry_or_fail(504 if timeout else 502,
+                           "connect-timeout" if timeout else "connect-failed",
+                           f"could not connect to an upstream of '{self.service.name}': "
+                           f"{'timed out' if timeout else exc}",
+                           "connect_timeout" if timeout else "connect_failed", replay_safe=True)
+
+    def overloaded(self, reason: str) -> None:
+        self.leave_upstream(None)
+        self.fail(503, "overloaded", f"service '{self.service.name}' is over its "
+                  f"{reason.replace('_', ' ')}", reason, retry_after=b"1")
+
+    def timeout(self) -> None:
+        """No response head within the upstream timeout."""
+        self.deadline = 0.0
+        self.abandon_upstream(ok=False)
+        self.fail(504, "upstream-timeout", "upstream did not answer within "
+                  f"{self.client.gw.upstream_timeout:g}s", "upstream_timeout")
+
+    def replayable(self) -> bool:
+        return self.body is not None and (self.method in IDEMPOTENT or self.idempotency_key)
+
+    def retry_or_fail(self, status: int, type_: str, detail: str, reason: str,
+                      replay_safe: bool) -> None:
+        self.leave_upstream(False)
+        service = self.service
+        if replay_safe and len(self.tried) <= service.retry_attempts:
+            service.retries += 1
+            self.body_sent = 0
+            self.dispatch()
+            return
+        self.fail(status, type_, detail, reason)
+
+    # -- endings ---------------------------------------------------------------------------------
+
+    def leave_upstream(self, ok: bool | None) -> None:
+        """This request is done with its current upstream; `ok` None means no verdict."""
+        if not self.holding:
+            return
+        self.holding = False
+        up = self.upstream
+        up.inflight -= 1
+        if ok is not None:
+            now = self.client.gw.now()
+            if ok:
+                up.observe_latency(now - self.started)
+            self.service.record(up, ok, now)
+
+    def abandon_upstream(self, ok: bool | None = None) -> None:
+        conn = self.conn
+        if conn is not None:
+            self.conn = None
+            conn.exchange = None
+            conn.abort()
+        self.leave_upstream(ok)
+
+    def cancel(self) -> None:
+        """The client went away."""
+        self.cancelled = True
+        self.abandon_upstream()
+
+    def fail(self, status: int, type_: str, detail: str, reason: str | None,
+             retry_after: bytes | None = None) -> None:
+        """Answer with a problem document instead of an upstream's response."""
+        client = self.client
+        if reason is not None:
+            client.gw.stats.failed[reason] += 1
+        if self.status:
+            client.abort()
+            return
+        self.status = status
+        extra = [(b"X-Request-ID", self.request_id or b"-")]
+        if retry_after is not None:
+            extra.append((b"Retry-After", retry_after))
+        if not self.req_done and (self.length < 0 or self.length - self.received > REPLAY_BUFFER):
+            self.keep_alive = False  # too much unread body to skip: close instead
+        body = problem_document(status, type_, detail=detail,
+                                request_id=(self.request_id or b"-").decode())
+        client.transport.write(problem_response(status, body, extra, close=not self.keep_alive))
+        self.responded = True
+        self.deadline = 0.0
+        self.account()
+        if self.req_done or not self.keep_alive:
+            client.exchange_done(self)
+
+    def finish(self, ok: bool) -> None:
+        self.leave_upstream(ok)
+        self.responded = True
+        self.account()
+        if not self.req_done:
+            self.keep_alive = False  # answered early: the unread body cannot be skipped safely
+        self.client.exchange_done(self)
+
+    def account(self) -> None:
+        gw = self.client.gw
+        duration = gw.now() - self.started
+        route = self.route
+        if route is not None:
+            route.stats.observe(self.status, duration)
+        else:
+            gw.stats.unrouted[self.status // 100] += 1
+        if gw.access_log is not None:
+            gw.access_log.write(self, duration)
+
+
+_EMPTY: dict[str, str] = {}

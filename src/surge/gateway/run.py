@@ -1,0 +1,77 @@
+"""Running a gateway process: the event loop (uvloop), signals (SIGTERM/SIGINT drain and stop,
+SIGHUP reloads), the admin API beside the data path, and what is printed on the way."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import uvloop
+
+from surge.admin.server import AdminServer
+from surge.config import Config, load
+from surge.errors import ConfigError
+from surge.gateway.server import Gateway
+
+log = logging.getLogger("surge.gateway")
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+
+async def serve(config: Config, path: Path | None, *, reuse_port: bool = False,
+                admin: bool = True, ready: asyncio.Event | None = None) -> None:
+    """Run one gateway until SIGTERM/SIGINT, then drain and return."""
+    loop = asyncio.get_running_loop()
+    gateway = Gateway(config, path, reuse_port=reuse_port)
+    await gateway.start()
+    admin_server = None
+    if admin and config.gateway.admin:
+        host, _, port = config.gateway.admin.rpartition(":")
+        admin_server = AdminServer(gateway, host.strip("[]"), int(port))
+        await admin_server.start()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload(gateway)))
+    if ready is not None:
+        ready.set()
+    await stop.wait()
+    log.info("stopping: draining in-flight requests for up to %gs", config.gateway.drain)
+    if admin_server is not None:
+        await admin_server.close()
+    await gateway.shutdown()
+    log.info("stopped")
+
+
+async def reload(gateway: Gateway) -> None:
+    """SIGHUP: re-read the file; an invalid one is refused and the old config keeps serving."""
+    try:
+        await gateway.reload()
+    except ConfigError as exc:
+        log.error("reload refused, the running config stays:\n  %s",
+                  "\n  ".join(exc.problems))
+    except OSError as exc:
+        log.error("reload refused, cannot read %s: %s", gateway.path, exc)
+
+
+def run(config: Config, path: Path | None, *, reuse_port: bool = False,
+        admin: bool = True) -> None:
+    uvloop.run(serve(config, path, reuse_port=reuse_port, admin=admin))
+
+
+def run_worker(path: str, index: int) -> None:
+    """Entry point of one of `workers: N` gateway processes (started by the master)."""
+    setup_logging()
+    logging.getLogger().handlers[0].setFormatter(logging.Formatter(
+        f"%(asctime)s %(levelname)-7s worker-{index} %(name)s: %(message)s"))
+    run(load(path), Path(path), reuse_port=True, admin=False)
+
+
+if __name__ == "__main__":
+    run_worker(sys.argv[1], int(sys.argv[2]))

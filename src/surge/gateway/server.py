@@ -1,0 +1,203 @@
+"""The gateway of one process: listeners, the current snapshot, health probers, the sweeper
+that enforces deadlines, and the control-plane operations the admin API calls. Lifecycle:
+`start` -> serving -> `reload`/admin changes (snapshot swaps) -> `shutdown(drain)`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from surge.config import Config, load
+from surge.errors import ClientError, NotFound
+from surge.gateway.client import ClientConnection
+from surge.gateway.snapshot import Snapshot, build_snapshot
+from surge.observe.accesslog import AccessLog
+from surge.observe.metrics import GatewayCollector, GatewayStats
+from surge.upstreams.prober import Prober
+from surge.upstreams.service import ServiceRuntime
+
+log = logging.getLogger("surge.gateway")
+
+SWEEP_INTERVAL = 0.1   # deadline resolution
+MAINTENANCE_EVERY = 10  # sweeps between pool and drain housekeeping (about a second)
+
+
+class Gateway:
+    def __init__(self, config: Config, path: str | Path | None = None, *,
+                 reuse_port: bool = False) -> None:
+        self.path = Path(path) if path is not None else None
+        self.reuse_port = reuse_port
+        self.loop = asyncio.get_running_loop()
+        self.now = self.loop.time
+        self.stats = GatewayStats()
+        self.connections: set[ClientConnection] = set()
+        self.dynamic: dict[str, dict[str, int | None]] = {}
+        self.probers: dict[str, Prober] = {}
+        self.retired: list[ServiceRuntime] = []
+        self.servers: list[asyncio.Server] = []
+        self.draining = False
+        self.access_log: AccessLog | None = None
+        self.snapshot: Snapshot = None  # type: ignore[assignment]
+        self.sweeper: asyncio.Task[None] | None = None
+        self.registry = CollectorRegistry()
+        self.registry.register(GatewayCollector(  # type: ignore[arg-type]
+            self.stats, lambda: self.snapshot.services.values(), lambda: len(self.connections)))
+        self.apply(config)
+
+    # -- configuration ---------------------------------------------------------------------------
+
+    def apply(self, config: Config) -> None:
+        """Swap in the snapshot for `config` (first start, reload or admin change)."""
+        g = config.gateway
+        self.config = config
+        self.max_header_bytes = g.max_header_bytes
+        self.max_body_bytes = g.max_body_bytes
+        self.client_header_timeout = g.timeouts.client_header
+        self.upstream_timeout = g.timeouts.upstream
+        self.idle_timeout = g.timeouts.idle
+        self.rebuild()
+        self.set_access_log(g.access_log)
+
+    def rebuild(self) -> None:
+        previous = self.snapshot
+        before = {id(u) for s in (previous.services.values() if previous else ())
+                  for u in s.upstreams.values()}
+        self.snapshot = build_snapshot(self.config, previous, self.stats,
+                                       self.config.gateway.timeouts.connect, self.now(),
+                                       self.dynamic)
+        if previous is not None:
+            self.retired += [s for n, s in previous.services.items()
+                             if n not in self.snapshot.services]
+        for name, service in self.snapshot.services.items():
+            prober = self.probers.get(name)
+            if prober is None:
+                prober = self.probers[name] = Prober(service)
+                if self.servers:
+                    prober.start()
+            for up in service.upstreams.values():
+                if id(up) not in before:
+                    prober.check_soon(up) if self.servers else None
+        for name in list(self.probers):
+            if name not in self.snapshot.services:
+                self.probers.pop(name).stop()
+
+    def set_access_log(self, target: str) -> None:
+        current = self.access_log
+        if current is not None:
+            current.close()
+        self.access_log = None if target == "off" else AccessLog(target)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for address in self.config.gateway.listen:
+            host, _, port = address.rpartition(":")
+            server = await self.loop.create_server(
+                lambda: ClientConnection(self), host.strip("[]"), int(port),
+                reuse_port=self.reuse_port or None, backlog=2048, family=socket.AF_UNSPEC)
+            self.servers.append(server)
+        for prober in self.probers.values():
+            prober.start()
+            for up in prober.service.upstreams.values():
+                prober.check_soon(up)
+        self.sweeper = self.loop.create_task(self.sweep())
+
+    async def shutdown(self, drain: float | None = None) -> None:
+        """Stop accepting, let in-flight requests finish for up to `drain` seconds, close."""
+        drain = self.config.gateway.drain if drain is None else drain
+        self.draining = True
+        for server in self.servers:
+            server.close()
+        for conn in list(self.connections):
+            conn.drain()
+        deadline = self.now() + drain
+        while self.connections and self.now() < deadline:
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            conn.abort()
+        for prober in self.probers.values():
+            prober.stop()
+        if self.sweeper is not None:
+            self.sweeper.cancel()
+        for service in self.snapshot.services.values():
+            for up in service.upstreams.values():
+                up.pool.close()
+        if self.access_log is not None:
+            self.access_log.close()
+
+    async def sweep(self) -> None:
+        tick = 0
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            now = self.now()
+            for conn in list(self.connections):
+                if conn.deadline_kind and conn.deadline <= now:
+                    conn.deadline_passed()
+                ex = conn.current
+                if ex is not None and ex.deadline and ex.deadline <= now:
+                    ex.timeout()
+            if self.access_log is not None:
+                self.access_log.flush()
+            tick += 1
+            if tick % MAINTENANCE_EVERY == 0:
+                self.maintain(now)
+
+    def maintain(self, now: float) -> None:
+        """Close idle pooled connections past their time; forget drained upstreams."""
+        idle = self.idle_timeout
+        for service in [*self.snapshot.services.values(), *self.retired]:
+            for up in service.upstreams.values():
+                up.pool.sweep(now, idle)
+            for up in service.drained():
+                log.info("service %s: upstream %s drained and removed", service.name,
+                         up.address)
+                service.remove(up)
+        self.retired = [s for s in self.retired if s.upstreams]
+
+    # -- control plane (the admin API calls these) -----------------------------------------------
+
+    def services_view(self) -> list[dict[str, Any]]:
+        return [s.view() for s in self.snapshot.services.values()]
+
+    async def add_upstream(self, service: str, address: str, weight: int) -> dict[str, Any]:
+        runtime = self._service(service)
+        current = runtime.upstreams.get(address)
+        if current is not None and not current.draining:
+            raise ClientError(f"service '{service}' already has upstream {address}")
+        self.dynamic.setdefault(service, {})[address] = weight
+        self.rebuild()
+        up = runtime.upstreams[address]
+        return {"service": service, "address": address, "weight": weight,
+                "healthy": up.healthy}
+
+    async def remove_upstream(self, service: str, address: str) -> None:
+        runtime = self._service(service)
+        up = runtime.upstreams.get(address)
+        if up is None or up.draining:
+            raise NotFound(f"service '{service}' has no upstream {address}")
+        self.dynamic.setdefault(service, {})[address] = None
+        runtime.drain(address)
+
+    async def reload(self) -> dict[str, Any]:
+        if self.path is None:
+            raise ClientError("this gateway was not started from a file")
+        config = await self.loop.run_in_executor(None, load, self.path)
+        self.apply(config)
+        log.info("reloaded %s", self.path)
+        return {"status": "reloaded", "services": len(config.services),
+                "routes": len(config.routes)}
+
+    def metrics_text(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def _service(self, name: str) -> ServiceRuntime:
+        runtime = self.snapshot.services.get(name)
+        if runtime is None:
+            raise NotFound(f"no service named '{name}'")
+        return runtime

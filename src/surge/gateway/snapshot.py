@@ -1,0 +1,107 @@
+"""What the data path sees, as one immutable snapshot: the route table and the services.
+A new config (reload) or an admin change builds the next snapshot; the gateway swaps it in
+with one assignment, so no request sees half a change. Services live on across snapshots
+(their pools and health verdicts with them); only their spec and upstream set are reconciled."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from surge.observe.metrics import GatewayStats, RouteStats
+from surge.routing import RouteTable, strip
+from surge.upstreams.service import ServiceRuntime
+
+if TYPE_CHECKING:
+    from surge.config import Config
+
+log = logging.getLogger("surge.gateway")
+
+
+class RouteRuntime:
+    """A configured route plus what the gateway keeps per route (its counters)."""
+
+    __slots__ = ("spec", "prefix", "host", "methods", "headers", "service", "strip_prefix",
+                 "label", "stats")
+
+    def __init__(self, spec: Any, stats: GatewayStats) -> None:
+        self.spec = spec
+        self.prefix = spec.prefix
+        self.host = spec.host
+        self.methods = spec.methods
+        self.headers = spec.headers
+        self.service = spec.service
+        self.strip_prefix = spec.strip_prefix
+        self.label = (spec.host or "") + spec.prefix
+        self.stats: RouteStats = stats.route(self.label, spec.service)
+
+    def strip(self, path: str) -> str:
+        return strip(path, self)  # type: ignore[arg-type]
+
+
+class Routes:
+    """The route table with the one fact the data path asks before building a header map."""
+
+    __slots__ = ("table", "uses_headers")
+
+    def __init__(self, routes: list[RouteRuntime]) -> None:
+        self.table = RouteTable(routes)
+        self.uses_headers = any(r.headers for r in routes)
+
+    def match(self, method: str, path: str, host: str | None,
+              headers: dict[str, str]) -> RouteRuntime | None:
+        found = self.table.match(method, path, host, headers)
+        return found.source if found is not None else None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    config: Config
+    routes: Routes
+    services: dict[str, ServiceRuntime]
+
+
+def build_snapshot(config: Config, previous: Snapshot | None, stats: GatewayStats,
+                   connect_timeout: float, now: float,
+                   dynamic: dict[str, dict[str, int | None]] | None = None) -> Snapshot:
+    """The snapshot for `config`, reusing the services of `previous`. Changes made through the
+    admin API survive reloads: `dynamic` maps service -> address -> weight, or None for an
+    upstream removed there."""
+    old = previous.services if previous is not None else {}
+    services: dict[str, ServiceRuntime] = {}
+    for name, spec in config.services.items():
+        service = old.get(name)
+        if service is None:
+            service = ServiceRuntime(name, spec, connect_timeout)
+        else:
+            service.configure(spec)
+        wanted = {u.address: u.weight for u in spec.upstreams}
+        for address, weight in (dynamic or {}).get(name, {}).items():
+            if weight is None:
+                wanted.pop(address, None)
+            else:
+                wanted[address] = weight
+        reconcile(service, wanted, now)
+        services[name] = service
+    for name, service in old.items():
+        if name not in services:
+            for address in list(service.upstreams):
+                service.drain(address)
+    routes = Routes([RouteRuntime(r, stats) for r in config.routes])
+    return Snapshot(config, routes, services)
+
+
+def reconcile(service: ServiceRuntime, wanted: dict[str, int], now: float) -> None:
+    """Bring the service's upstreams to `wanted` (address -> weight): add, re-weigh, drain."""
+    for address, weight in wanted.items():
+        up = service.upstreams.get(address)
+        if up is None or up.draining:
+            service.add(address, weight, now)
+        elif up.weight != weight:
+            up.weight = weight
+            service.refresh()
+    for address, up in list(service.upstreams.items()):
+        if address not in wanted and not up.draining:
+            log.info("service %s: draining upstream %s", service.name, address)
+            service.drain(address)

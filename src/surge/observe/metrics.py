@@ -1,0 +1,124 @@
+"""Gateway metrics. The data path only bumps plain integers (`RouteStats.observe`, the
+`failed` counter); Prometheus families are built from them at scrape time by
+`GatewayCollector`, so counting costs a few attribute increments per request."""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+
+
+class RouteStats:
+    __slots__ = ("classes", "buckets", "sum")
+
+    def __init__(self) -> None:
+        self.classes = [0] * 6
+        self.buckets = [0] * (len(BUCKETS) + 1)
+        self.sum = 0.0
+
+    def observe(self, status: int, duration: float) -> None:
+        self.classes[status // 100] += 1
+        self.buckets[bisect_left(BUCKETS, duration)] += 1
+        self.sum += duration
+
+
+class GatewayStats:
+    """Counters that outlive config reloads (Prometheus counters must never go back)."""
+
+    def __init__(self) -> None:
+        self.routes: dict[tuple[str, str], RouteStats] = {}
+        self.failed: Counter[str] = Counter()  # failed or rejected requests by reason
+        self.unrouted = [0] * 6                  # answers given before a route matched
+
+    def route(self, label: str, service: str) -> RouteStats:
+        return self.routes.setdefault((label, service), RouteStats())
+
+
+class GatewayCollector:
+    """A prometheus_client collector reading the live stats and services at scrape time."""
+
+    def __init__(self, stats: GatewayStats, services: Callable[[], Iterable[Any]],
+                 connections: Callable[[], int]) -> None:
+        self.stats = stats
+        self.services = services
+        self.connections = connections
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._requests()
+        failed = CounterMetricFamily("surge_requests_failed", "Requests the gateway failed "
+                                     "or rejected itself, by reason", labels=["reason"])
+        for reason, count in sorted(self.stats.failed.items()):
+            failed.add_metric([reason], count)
+        yield failed
+        yield GaugeMetricFamily("surge_client_connections", "Open client connections",
+                                value=self.connections())
+        yield from self._upstreams()
+
+    def _requests(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily("surge_requests", "Requests answered, by route, service "
+                                       "and status class", labels=["route", "service", "code"])
+        duration = HistogramMetricFamily("surge_request_duration_seconds", "Time from request "
+                                         "head to response end", labels=["route", "service"])
+        for (label, service), stats in sorted(self.stats.routes.items()):
+            for index, name in enumerate(_CLASSES, start=1):
+                if stats.classes[index]:
+                    requests.add_metric([label, service, name], stats.classes[index])
+            cumulative, buckets = 0, []
+            for bound, count in zip((*BUCKETS, float("inf")), stats.buckets, strict=True):
+                cumulative += count
+                buckets.append((_bound(bound), cumulative))
+            duration.add_metric([label, service], buckets, stats.sum)
+        for index, name in enumerate(_CLASSES, start=1):
+            if self.stats.unrouted[index]:
+                requests.add_metric(["", "", name], self.stats.unrouted[index])
+        yield requests
+        yield duration
+
+    def _upstreams(self) -> Iterator[Metric]:
+        labels = ["service", "upstream"]
+        healthy = GaugeMetricFamily("surge_upstream_healthy", "1 when the upstream passes "
+                                    "its health checks", labels=labels)
+        ejected = GaugeMetricFamily("surge_upstream_ejected", "1 while passive outlier "
+                                    "detection keeps the upstream out", labels=labels)
+        inflight = GaugeMetricFamily("surge_upstream_inflight", "Requests in flight",
+                                     labels=labels)
+        pool = GaugeMetricFamily("surge_upstream_pool_connections", "Pooled connections",
+                                 labels=[*labels, "state"])
+        ejections = CounterMetricFamily("surge_upstream_ejections", "Upstreams ejected by "
+                                        "outlier detection", labels=["service"])
+        refused = CounterMetricFamily("surge_upstream_ejections_refused", "Ejections refused "
+                                      "by max_ejected_percent", labels=["service"])
+        retries = CounterMetricFamily("surge_retries", "Requests retried on another upstream",
+                                      labels=["service"])
+        pending = GaugeMetricFamily("surge_pending_requests", "Requests waiting for an "
+                                    "upstream connection", labels=["service"])
+        for service in self.services():
+            name = service.name
+            for up in service.upstreams.values():
+                key = [name, up.address]
+                healthy.add_metric(key, int(up.healthy))
+                ejected.add_metric(key, int(up.ejected))
+                inflight.add_metric(key, up.inflight)
+                pool.add_metric([*key, "open"], len(up.pool.conns))
+                pool.add_metric([*key, "idle"], len(up.pool.idle))
+            ejections.add_metric([name], service.ejections)
+            refused.add_metric([name], service.outlier.refused)
+            retries.add_metric([name], service.retries)
+            pending.add_metric([name], service.pending)
+        yield from (healthy, ejected, inflight, pool, ejections, refused, retries, pending)
+
+
+def _bound(value: float) -> str:
+    return "+Inf" if value == float("inf") else repr(value)

@@ -1,0 +1,156 @@
+"""One keep-alive HTTP/1.1 connection to an upstream: parses responses with httptools and hands
+each event to the exchange it currently serves. Knows nothing of clients; the exchange does.
+
+An idle connection closed by the upstream is noticed here (`connection_lost`) and leaves its
+pool at once, so it is never handed to a request."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import httptools
+
+from surge.gateway.headers import HOP_BY_HOP
+
+if TYPE_CHECKING:
+    from surge.gateway.exchange import Exchange
+    from surge.upstreams.pool import Pool
+
+
+class UpstreamConnection(asyncio.Protocol):
+    __slots__ = (
+        "pool", "transport", "parser", "exchange", "closed", "idle_since", "reason",
+        "headers", "hop", "length", "chunked", "tunnel", "write_paused", "has_response",
+    )
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.exchange: Exchange | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self.reason = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.hop: list[tuple[bytes, bytes]] = []
+        self.length = -1
+        self.chunked = False
+        self.tunnel: asyncio.Transport | None = None
+        self.write_paused = False
+        self.has_response = False
+
+    # -- asyncio.Protocol ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.write(data)
+            return
+        exchange = self.exchange
+        if exchange is None:
+            # Bytes on an idle connection: the upstream is confused; never reuse it.
+            self.close()
+            return
+        self.has_response = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            rest = data[upgrade.args[0]:]
+            if self.exchange is not None:
+                self.exchange.upstream_upgraded(rest)
+        except httptools.HttpParserError as exc:
+            if self.exchange is not None:
+                self.exchange.upstream_broken(f"invalid response from upstream: {exc}")
+            self.close()
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.lost(self)
+        exchange = self.exchange
+        if exchange is not None:
+            self.exchange = None
+            exchange.upstream_lost(self, exc)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        if self.exchange is not None:
+            self.exchange.client.pause_reading_for(2)
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.exchange is not None:
+            self.exchange.client.resume_reading_for(2)
+
+    # -- httptools callbacks ---------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.headers = []
+        self.hop = []
+        self.length = -1
+        self.chunked = False
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason = reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        lname = name.lower()
+        if lname in HOP_BY_HOP:
+            if lname == b"transfer-encoding":
+                self.chunked = True
+            elif lname == b"upgrade" or lname == b"connection":
+                self.hop.append((name, value))  # forwarded only with a 101 answer
+            return
+        if lname == b"content-length":
+            self.length = int(value) if value.isdigit() else -1
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        if self.exchange is not None:
+            self.exchange.response_head(self.parser.get_status_code(), self)
+
+    def on_body(self, body: bytes) -> None:
+        if self.exchange is not None:
+            self.exchange.response_body(body)
+
+    def on_message_complete(self) -> None:
+        if self.exchange is not None:
+            self.exchange.response_end(self, self.parser.should_keep_alive())
+
+    # -- used by the pool and the exchange -------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        self.transport.write(data)  # type: ignore[union-attr]
+
+    def pause_reading(self) -> None:
+        if not self.closed:
+            self.transport.pause_reading()  # type: ignore[union-attr]
+
+    def resume_reading(self) -> None:
+        if not self.closed:
+            self.transport.resume_reading()  # type: ignore[union-attr]
+
+    def reset_for_reuse(self) -> None:
+        self.exchange = None
+        self.has_response = False
+
+    def close(self) -> None:
+        if not self.closed and self.transport is not None:
+            self.closed = True
+            self.transport.close()
+            self.pool.lost(self)
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.closed = True
+            self.transport.abort()
+            self.pool.lost(self)
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "active" if self.exchange else "idle"
+        return f"<UpstreamConnection {self.pool.upstream.address} {state}>"

@@ -1,0 +1,133 @@
+"""The keep-alive connection pool of one upstream. Deciding which connection serves which
+request is synchronous (`acquire`, `release`, `lost`); only opening a connection awaits.
+
+Limits: at most `max_connections` open or opening; requests beyond that wait in `waiters`,
+bounded per service by `max_pending` (the service counts them); past it -> overload (503)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING
+
+from surge.upstreams.connection import UpstreamConnection
+
+if TYPE_CHECKING:
+    from surge.gateway.exchange import Exchange
+    from surge.upstreams.service import ServiceRuntime
+    from surge.upstreams.upstream import Upstream
+
+
+class Pool:
+    __slots__ = (
+        "upstream", "service", "loop", "max_connections", "idle", "conns", "connecting",
+        "waiters", "closing",
+    )
+
+    def __init__(self, upstream: Upstream, service: ServiceRuntime) -> None:
+        self.upstream = upstream
+        self.service = service
+        self.loop = asyncio.get_running_loop()
+        self.max_connections = service.spec.max_connections
+        self.idle: list[UpstreamConnection] = []   # LIFO: the warmest connection first
+        self.conns: set[UpstreamConnection] = set()
+        self.connecting = 0
+        self.waiters: deque[Exchange] = deque()
+        self.closing = False
+
+    @property
+    def size(self) -> int:
+        return len(self.conns) + self.connecting
+
+    def acquire(self, exchange: Exchange) -> None:
+        """Give `exchange` a connection now, or later through `exchange.attach`."""
+        idle = self.idle
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                exchange.attach(conn)
+                return
+        if self.size < self.max_connections:
+            self._open(exchange)
+        elif self.service.pending >= self.service.spec.max_pending:
+            exchange.overloaded("max_pending")
+        else:
+            self.service.pending += 1
+            self.waiters.append(exchange)
+
+    def release(self, conn: UpstreamConnection) -> None:
+        """A connection finished a response and may serve another."""
+        conn.reset_for_reuse()
+        if self.closing or conn.closed:
+            conn.close()
+            return
+        waiter = self._next_waiter()
+        if waiter is not None:
+            waiter.attach(conn)
+            return
+        conn.idle_since = self.loop.time()
+        self.idle.append(conn)
+
+    def lost(self, conn: UpstreamConnection) -> None:
+        """A connection closed (either side); forget it, and let a waiter open a new one."""
+        if conn in self.conns:
+            self.conns.discard(conn)
+            if conn in self.idle:
+                self.idle.remove(conn)
+            if self.waiters and not self.closing:
+                waiter = self._next_waiter()
+                if waiter is not None:
+                    self._open(waiter)
+
+    def sweep(self, now: float, idle_timeout: float) -> None:
+        """Close connections idle for longer than `idle_timeout` (oldest sit at the bottom)."""
+        idle = self.idle
+        while idle and now - idle[0].idle_since > idle_timeout:
+            idle.pop(0).close()
+
+    def close(self) -> None:
+        """Stop pooling: idle connections close now, busy ones when their response ends."""
+        self.closing = True
+        for conn in list(self.idle):
+            conn.close()
+        while self.waiters:
+            waiter = self._next_waiter()
+            if waiter is not None:
+                waiter.overloaded("upstream_removed")
+
+    def _next_waiter(self) -> Exchange | None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            self.service.pending -= 1
+            if not waiter.cancelled:
+                return waiter
+        return None
+
+    def _open(self, exchange: Exchange) -> None:
+        self.connecting += 1
+        self.loop.create_task(self._connect(exchange))
+
+    async def _connect(self, exchange: Exchange) -> None:
+        up = self.upstream
+        try:
+            _, conn = await asyncio.wait_for(
+                self.loop.create_connection(lambda: UpstreamConnection(self), up.host, up.port),
+                self.service.connect_timeout,
+            )
+        except (TimeoutError, OSError) as exc:
+            self.connecting -= 1
+            exchange.connect_failed(exc)
+            return
+        self.connecting -= 1
+        self.conns.add(conn)
+        if exchange.cancelled:
+            self.release(conn)
+        else:
+            exchange.attach(conn)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Pool {self.upstream.address} [Connections: {len(self.conns)} open, "
+            f"{len(self.idle)} idle, {self.connecting} opening; Requests: "
+            f"{len(self.waiters)} queued]>"
+        )

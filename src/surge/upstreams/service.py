@@ -1,0 +1,183 @@
+"""A service at run time: its upstreams with their pools, the balancer over the eligible ones,
+health verdicts and passive outlier ejections. The data path calls `balancer.pick`, `record`,
+`sticky_pick` and `hash_key`; everything that changes the eligible set (health, ejection,
+drain, add) goes through `refresh`, which hands the balancer a new list."""
+
+from __future__ import annotations
+
+import logging
+import random
+from http.cookies import CookieError, SimpleCookie
+from typing import TYPE_CHECKING, Any
+
+from surge.errors import ClientError, NotFound
+from surge.upstreams.balancers import make_balancer
+from surge.upstreams.health import HealthState
+from surge.upstreams.outlier import OutlierDetector
+from surge.upstreams.pool import Pool
+from surge.upstreams.upstream import Upstream
+
+if TYPE_CHECKING:
+    from surge.gateway.exchange import Exchange
+
+log = logging.getLogger("surge.upstreams")
+
+
+class ServiceRuntime:
+    def __init__(self, name: str, spec: Any, connect_timeout: float,
+                 rng: random.Random | None = None) -> None:
+        self.name = name
+        self.connect_timeout = connect_timeout
+        self.rng = rng or random.Random()
+        self.upstreams: dict[str, Upstream] = {}
+        self.by_id: dict[str, Upstream] = {}
+        self.health: dict[Upstream, HealthState] = {}
+        self.pending = 0
+        self.retries = 0
+        self.ejections = 0
+        self.health_changes = 0
+        self.spec: Any = None
+        self.configure(spec)
+
+    def configure(self, spec: Any) -> None:
+        """Take a (new) service spec; the upstream set is reconciled by the caller."""
+        if self.spec is None or self.spec.outlier != spec.outlier:
+            o = spec.outlier
+            self.outlier = OutlierDetector(o.consecutive_failures, o.ejection,
+                                           o.max_ejected_percent)
+            self.outlier.update(list(self.upstreams.values()))
+        self.spec = spec
+        self.balancer = make_balancer(spec.balance, self.rng)
+        self.hashing = spec.balance == "hash"
+        kind, _, arg = spec.hash_on.partition(":")
+        self.hash_kind, self.hash_arg = kind, arg
+        self.sticky_cookie = spec.sticky_cookie.encode() if spec.sticky_cookie else None
+        self.retry_attempts = spec.retry.attempts
+        for up in self.upstreams.values():
+            up.pool.max_connections = spec.max_connections
+            up.slow_start = spec.slow_start
+        self.refresh()
+
+    # -- membership (control side) ---------------------------------------------------------------
+
+    def add(self, address: str, weight: int, now: float) -> Upstream:
+        if address in self.upstreams and not self.upstreams[address].draining:
+            raise ClientError(f"service '{self.name}' already has upstream {address}")
+        checked = self.spec.health is not None
+        up = Upstream(address, weight, added_at=now, slow_start=self.spec.slow_start,
+                      healthy=not checked)
+        up.pool = Pool(up, self)
+        old = self.upstreams.get(address)
+        if old is not None:
+            self.remove(old)
+        self.upstreams[address] = up
+        self.by_id[up.id] = up
+        if checked:
+            self.health[up] = HealthState(self.spec.health.rise, self.spec.health.fall)
+        self.outlier.update(list(self.upstreams.values()))
+        self.refresh()
+        return up
+
+    def drain(self, address: str) -> Upstream:
+        up = self.upstreams.get(address)
+        if up is None:
+            raise NotFound(f"service '{self.name}' has no upstream {address}")
+        up.draining = True
+        self.refresh()
+        return up
+
+    def remove(self, up: Upstream) -> None:
+        """Forget a drained upstream (its in-flight requests keep their references)."""
+        if self.upstreams.get(up.address) is up:
+            del self.upstreams[up.address]
+        self.by_id.pop(up.id, None)
+        self.health.pop(up, None)
+        self.outlier.update(list(self.upstreams.values()))
+        up.pool.close()
+
+    def drained(self) -> list[Upstream]:
+        return [u for u in self.upstreams.values() if u.draining and u.inflight == 0]
+
+    def refresh(self) -> None:
+        self.balancer.update([u for u in self.upstreams.values() if u.eligible])
+
+    # -- verdicts --------------------------------------------------------------------------------
+
+    def record(self, up: Upstream, ok: bool, now: float) -> None:
+        """One live request's outcome (passive outlier detection)."""
+        if ok and not up.failures:
+            return  # the common case costs nothing
+        up.failures = 0 if ok else up.failures + 1
+        verdict = self.outlier.record(up, ok, now)
+        if verdict is not None and not up.ejected:
+            up.ejected = True
+            self.ejections += 1
+            log.warning("service %s: upstream %s ejected for %.0fs after %d failures",
+                        self.name, up.address, verdict.seconds, up.failures)
+            self.refresh()
+
+    def health_result(self, up: Upstream, passed: bool) -> None:
+        state = self.health.get(up)
+        if state is None:
+            return
+        if state.record(passed):
+            up.healthy = state.healthy
+            self.health_changes += 1
+            log.info("service %s: upstream %s is %s", self.name, up.address,
+                     "healthy" if up.healthy else "unhealthy")
+            self.refresh()
+
+    def return_ejected(self, up: Upstream) -> None:
+        if up.ejected:
+            up.ejected = False
+            up.failures = 0
+            self.outlier.restore(up)
+            log.info("service %s: upstream %s returns from ejection", self.name, up.address)
+            self.refresh()
+
+    # -- data path helpers -----------------------------------------------------------------------
+
+    def sticky_pick(self, cookie: bytes | None) -> Upstream | None:
+        if cookie is None:
+            return None
+        name = self.sticky_cookie.decode()
+        try:
+            jar = SimpleCookie(cookie.decode("latin-1"))
+        except CookieError:
+            return None
+        morsel = jar.get(name)
+        up = self.by_id.get(morsel.value) if morsel is not None else None
+        return up if up is not None and up.eligible else None
+
+    def hash_key(self, ex: Exchange) -> str | None:
+        kind = self.hash_kind
+        if kind == "ip":
+            return ex.client.ip.decode()
+        if kind == "path":
+            return ex.target.partition(b"?")[0].decode("latin-1")
+        wanted = self.hash_arg.lower().encode()
+        if kind == "header":
+            for name, value in ex.headers:
+                if name.lower() == wanted:
+                    return value.decode("latin-1")
+            return None
+        if kind == "cookie" and ex.cookie is not None:
+            try:
+                morsel = SimpleCookie(ex.cookie.decode("latin-1")).get(self.hash_arg)
+            except CookieError:
+                return None
+            return morsel.value if morsel is not None else None
+        return None
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "balance": self.spec.balance,
+            "pending": self.pending,
+            "upstreams": [
+                {"address": u.address, "weight": u.weight, "healthy": u.healthy,
+                 "ejected": u.ejected, "draining": u.draining, "inflight": u.inflight,
+                 "pool": {"open": len(u.pool.conns), "idle": len(u.pool.idle)}}
+                for u in self.upstreams.values()
+            ],
+        }
