@@ -27,9 +27,8 @@ from surge.config.fields import (
     split_address,
 )
 from surge.config.models_services import ScalingSpec, Service, SurgeModel
-from surge.config.units import Rate
 
-DEFAULT_PLANS = {"anonymous": [Rate(60, 60.0)]}
+DEFAULT_PLANS = {"anonymous": ["60/minute"]}
 _WILDCARD_HOSTS = {"0.0.0.0", "::", "*", ""}
 
 
@@ -186,7 +185,9 @@ class RateLimits(SurgeModel):
     """gcra (a token bucket), sliding_window or fixed_window."""
     key: ClientKey = "ip"
     """Who a request counts against when it carries no API key: ip | header:NAME."""
-    plans: dict[Name, Annotated[list[RateValue], Field(min_length=1)]] = DEFAULT_PLANS
+    plans: dict[Name, Annotated[list[RateValue], Field(min_length=1)]] = Field(
+        DEFAULT_PLANS, validate_default=True
+    )
     """Named lists of rates; a request must fit every rate of its plan."""
     default_plan: str = "anonymous"
     """Plan for requests without an API key."""

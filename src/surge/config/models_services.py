@@ -76,7 +76,7 @@ class HealthSpec(SurgeModel):
     """Consecutive passes that make an upstream healthy."""
     fall: int = Field(3, ge=1)
     """Consecutive failures that make an upstream unhealthy."""
-    expect: StatusRange = (200, 399)
+    expect: StatusRange = Field("200-399", validate_default=True)
     """Response statuses that pass, e.g. `200-399` or `200`."""
 
     @field_validator("path")
@@ -136,12 +136,12 @@ class TargetSpec(SurgeModel):
         return self
 
 
-class ScaleStep(SurgeModel):
+class _ScaleStep(SurgeModel):
     """How fast scaling moves in one direction."""
 
-    stabilization: Duration = 0.0
+    stabilization: Duration
     """Act on the most conservative proposal seen over this window."""
-    max_step: int | str = "100%"
+    max_step: int | str
     """Largest change in one step: a replica count (`1`) or a percent of the current count
     (`100%`)."""
 
@@ -154,6 +154,26 @@ class ScaleStep(SurgeModel):
             raise ValueError(f"expected a replica count like 1 or a percent like '100%', got "
                              f"{value!r}")
         return text if text.endswith("%") else int(text)
+
+
+class ScaleUp(_ScaleStep):
+    """How fast replicas are added: at once, by up to doubling per step."""
+
+    stabilization: Duration = 0.0
+    """Act on the lowest proposal seen over this window."""
+    max_step: int | str = "100%"
+    """Most replicas added in one step: a count (`2`) or a percent of the current count
+    (`100%`)."""
+
+
+class ScaleDown(_ScaleStep):
+    """How fast replicas are removed: after five calm minutes, one at a time."""
+
+    stabilization: Duration = 300.0
+    """Act on the highest proposal seen over this window."""
+    max_step: int | str = 1
+    """Most replicas removed in one step: a count (`1`) or a percent of the current count
+    (`50%`)."""
 
 
 class ScheduleEntry(SurgeModel):
@@ -181,9 +201,9 @@ class ScalingSpec(SurgeModel):
     """Most replicas."""
     target: TargetSpec
     """The metrics to track."""
-    scale_up: ScaleStep = ScaleStep(stabilization=0.0, max_step="100%")
+    scale_up: ScaleUp = ScaleUp()
     """How fast to add replicas."""
-    scale_down: ScaleStep = ScaleStep(stabilization=300.0, max_step=1)
+    scale_down: ScaleDown = ScaleDown()
     """How fast to remove replicas."""
     schedule: list[ScheduleEntry] = []
     """Raise the floor at known busy times."""
