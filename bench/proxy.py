@@ -19,7 +19,6 @@ Ctrl-C included. When `surge up` cannot run yet, the surge row says why."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import platform
 import re
@@ -43,6 +42,7 @@ from support.processes import (  # noqa: E402
     free_port,
     rss_of,
     start_gateway,
+    surge_up_available,
     wait_for_port,
 )
 
@@ -209,8 +209,8 @@ def surge_config(port: int, admin: int, upstream_port: int, rate_limit: bool) ->
 
 
 def bench_surge(args: argparse.Namespace, workdir: Path, upstream_port: int) -> Result:
-    if importlib.util.find_spec("surge.gateway.commands") is None:
-        raise Unavailable("`surge up` is not built yet (no surge.gateway.commands)")
+    if not surge_up_available():
+        raise Unavailable("`surge up` is not built yet (no `up` command)")
     port, admin = free_port(), free_port()
     config = surge_config(port, admin, upstream_port, args.rate_limit)
     try:

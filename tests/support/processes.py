@@ -9,6 +9,7 @@ fixtures that wrap these live in `support.fixtures`; the load client in `support
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import signal
 import socket
@@ -28,7 +29,7 @@ from support.load import LoadLoop
 __all__ = [
     "GatewayProcess", "LoadLoop", "ManagedProcess", "ProcessFailed", "UpstreamProcess",
     "free_port", "port_open", "rss_of", "start_gateway", "start_upstreams", "stop_all",
-    "wait_for_port",
+    "surge_up_available", "wait_for_port",
 ]
 
 TESTS_DIR = Path(__file__).resolve().parent.parent
@@ -291,6 +292,14 @@ class GatewayProcess(ManagedProcess):
     def reload(self) -> None:
         """SIGHUP: re-read the config file (write the new text to `config_path` first)."""
         self.send_signal(signal.SIGHUP)
+
+
+@functools.cache
+def surge_up_available() -> bool:
+    """Whether this interpreter's `surge` has the `up` command (the gateway is built)."""
+    done = subprocess.run([sys.executable, "-m", "surge.cli", "up", "--help"],
+                          capture_output=True, check=False)
+    return done.returncode == 0
 
 
 def start_gateway(config_text: str, tmp_path: Path, *, env: dict[str, str] | None = None,

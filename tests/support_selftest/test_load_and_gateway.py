@@ -3,19 +3,15 @@ reports why when it cannot."""
 
 from __future__ import annotations
 
-import importlib.util
 import time
 
 import httpx
 import pytest
 
 from support.load import LoadLoop
-from support.processes import ProcessFailed, free_port, start_gateway
+from support.processes import ProcessFailed, free_port, start_gateway, surge_up_available
 
 pytestmark = pytest.mark.integration
-
-GATEWAY_BUILT = importlib.util.find_spec("surge.gateway.commands") is not None
-
 
 def test_load_loop_counts_successes_against_a_healthy_replica(fleet):
     with LoadLoop(f"{fleet[0].url}/name", concurrency=3) as load:
@@ -72,16 +68,19 @@ def test_start_gateway_fails_with_the_tail_of_its_stderr(tmp_path):
     assert (tmp_path / "surge.yaml").read_text() == config
 
 
-@pytest.mark.skipif(not GATEWAY_BUILT, reason="the gateway (surge up) is not built yet")
+@pytest.mark.skipif(not surge_up_available(), reason="the gateway (surge up) is not built yet")
 def test_start_gateway_proxies_to_the_fleet_and_stops_on_teardown(fleet, gateway):
     listen, admin = free_port(), free_port()
     addresses = "".join(f"      - {u.address}\n" for u in fleet)
     gw = gateway(
         f"gateway:\n  listen: 127.0.0.1:{listen}\n  admin: 127.0.0.1:{admin}\n"
-        f"  access_log: off\nservices:\n  app:\n    upstreams:\n{addresses}"
-        "routes:\n  - {prefix: /, service: app}\n"
+        f"  access_log: off\nservices:\n  app:\n    balance: round_robin\n"
+        f"    upstreams:\n{addresses}routes:\n  - {{prefix: /, service: app}}\n"
     )
-    names = {httpx.get(f"{gw.url}/name").text for _ in range(20)}
-    assert names == {"a", "b"}
+    names: set[str] = set()
+    deadline = time.monotonic() + 10  # each upstream gets traffic once its first check passes
+    while names != {"a", "b"} and time.monotonic() < deadline:
+        names.add(httpx.get(f"{gw.url}/name").text)
+    assert names == {"a", "b"}, gw.logs()
     gw.terminate()
     assert not gw.running
