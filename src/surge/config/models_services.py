@@ -290,7 +290,8 @@ class Service(SurgeModel):
 
     def warnings(self, location: str) -> list[str]:
         """Keys that are valid but have no effect as written."""
-        if "hash_on" in self.model_fields_set and self.balance != "hash":
+        # `hash_on: ip` is the default, so written out (as in the reference example) it is inert.
+        if self.hash_on != "ip" and self.balance != "hash":
             return [f"{location}.hash_on: has no effect unless balance is 'hash' "
                     f"(balance is {self.balance!r})"]
         return []
