@@ -7,7 +7,9 @@ precomputed); prefer p2c for large sets."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Collection, Sequence
+from itertools import islice
 
 from surge.upstreams.balancers.base import Balancer
 from surge.upstreams.balancers.pool import NO_RAMP, ramp_end, usable
@@ -15,47 +17,42 @@ from surge.upstreams.upstream import Upstream
 
 
 class LeastConnBalancer(Balancer):
-    __slots__ = ("_upstreams", "_start", "_ramp_end")
+    __slots__ = ("_upstreams", "_twice", "_start", "_ramp_end")
 
     def __init__(self) -> None:
         self._upstreams: list[Upstream] = []
+        self._twice: list[Upstream] = []  # the list twice over: a rotated scan is one slice
         self._start = 0
         self._ramp_end = NO_RAMP
 
     def update(self, upstreams: Sequence[Upstream]) -> None:
         self._upstreams = usable(upstreams)
+        self._twice = self._upstreams * 2
         self._ramp_end = ramp_end(self._upstreams)
         self._start = 0
 
     def pick(
         self, now: float, key: str | None = None, exclude: Collection[Upstream] = ()
     ) -> Upstream | None:
-        ups = self._upstreams
-        n = len(ups)
+        n = len(self._upstreams)
         if not n:
             return None
         ramping = now < self._ramp_end
         start = self._start
         self._start = start + 1 if start + 1 < n else 0
         best = None
-        best_inflight = 0
+        best_inflight = sys.maxsize
         best_weight = 0.0
-        i = start
-        for _ in range(n):
-            u = ups[i]
-            i += 1
-            if i == n:
-                i = 0
+        for u in islice(self._twice, start, start + n):
             if exclude and u in exclude:
                 continue
             inflight = u.inflight
-            if best is None or inflight < best_inflight:
+            if inflight > best_inflight:
+                continue
+            weight = u.weight_at(now) if ramping else u.weight
+            # Strictly better only: among equals the first from the rotating start wins.
+            if inflight < best_inflight or weight > best_weight:
                 best = u
                 best_inflight = inflight
-                best_weight = u.weight_at(now) if ramping else u.weight
-            elif inflight == best_inflight:
-                weight = u.weight_at(now) if ramping else u.weight
-                if weight > best_weight:
-                    best = u
-                    best_weight = weight
+                best_weight = weight
         return best

@@ -1,6 +1,6 @@
 """Weighted random: each upstream with probability weight / total. Cumulative weights are built
 in `update()`, so a pick is one random number and one bisection; only while an upstream is
-slow-starting (or on the retry path) are they rebuilt for the pick."""
+slow-starting (or when redraws keep hitting excluded upstreams) are they rebuilt for the pick."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from itertools import accumulate
 from surge.upstreams.balancers.base import Balancer
 from surge.upstreams.balancers.pool import NO_RAMP, allowed, ramp_end, usable
 from surge.upstreams.upstream import Upstream
+
+# Draws that may land on excluded upstreams before the retry path builds the allowed list.
+REDRAWS = 4
 
 
 class RandomBalancer(Balancer):
@@ -35,16 +38,21 @@ class RandomBalancer(Balancer):
         self, now: float, key: str | None = None, exclude: Collection[Upstream] = ()
     ) -> Upstream | None:
         ups = self._upstreams
-        if exclude or now < self._ramp_end:
-            return self._pick_among(allowed(ups, exclude) if exclude else ups, now)
         n = len(ups)
-        if not n:
-            return None
-        if self._uniform:
-            return ups[int(self._rng.random() * n)]
-        cumulative = self._cumulative
-        # hi=n-1 keeps a product rounded up to the total inside the list.
-        return ups[bisect_right(cumulative, self._rng.random() * cumulative[-1], 0, n - 1)]
+        if not n or now < self._ramp_end:
+            return self._pick_among(allowed(ups, exclude) if exclude else ups, now)
+        # Redrawing on an excluded upstream samples exactly "by weight among the others" and
+        # costs nothing extra on a first try; after a few misses, build the list of the rest.
+        for _ in range(REDRAWS):
+            if self._uniform:
+                u = ups[int(self._rng.random() * n)]
+            else:
+                cumulative = self._cumulative
+                # hi=n-1 keeps a product rounded up to the total inside the list.
+                u = ups[bisect_right(cumulative, self._rng.random() * cumulative[-1], 0, n - 1)]
+            if not exclude or u not in exclude:
+                return u
+        return self._pick_among(allowed(ups, exclude), now)
 
     def _pick_among(self, ups: Sequence[Upstream], now: float) -> Upstream | None:
         if not ups:
