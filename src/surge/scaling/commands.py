@@ -16,7 +16,7 @@ def register(subparsers: Any) -> None:
         description="Open-model load: requests leave on schedule whatever the responses.",
     )
     load.add_argument("url", help="e.g. http://127.0.0.1:8000/work")
-    load.add_argument("--profile", default="100rps over 0s, hold 30s",
+    load.add_argument("--profile", default="100rps for 30s",
                       help="rate over time, e.g. '0->500rps over 30s, hold 60s, ->50rps'")
     load.add_argument("--duration", default=None,
                       help="stop after this long (default: the profile's length)")
@@ -95,6 +95,9 @@ def _load(args: argparse.Namespace) -> int:
         return 2
     run = LoadRun(args.url, profile, duration=duration, connections=args.connections,
                   timeout=timeout, admin=args.admin, on_second=print_live_line)
-    result = asyncio.run(run.run())
+    try:
+        result = asyncio.run(run.run())
+    except KeyboardInterrupt:  # an open-ended profile stops here: still show the summary
+        result = run.result
     print_summary(result)
     return 0 if result.failed == 0 else 1
