@@ -1,0 +1,70 @@
+"""`KeyRegistry`: the in-memory view of API keys that a running gateway or app consults on
+every request (`lookup`, synchronous, no I/O), kept fresh by a background thread that polls
+the key store's version counter, so a key created, revoked or moved to another plan takes
+effect within about one poll interval, without a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from surge.ratelimit.keys import KeyInfo, KeyStore, hash_key, well_formed
+
+log = logging.getLogger("surge.ratelimit")
+
+
+class KeyRegistry:
+    def __init__(self, store: KeyStore, *, interval: float = 0.5) -> None:
+        self.store = store
+        self.interval = interval
+        self.refresh_errors = 0  # polls that failed; the last good view stays in force
+        self._by_hash: dict[str, KeyInfo] = {}
+        self._version: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def lookup(self, raw_key: str) -> KeyInfo | None:
+        """The active key for a raw key; None for garbage, unknown or revoked keys. Garbage
+        (over-long, wrong prefix, bad characters) is turned away before any hashing."""
+        if not well_formed(raw_key):
+            return None
+        return self._by_hash.get(hash_key(raw_key))
+
+    def refresh(self) -> bool:
+        """Reload when the store's version moved; True when the view changed."""
+        version = self.store.version()
+        if version == self._version:
+            return False
+        keys = self.store.list()
+        # one assignment swaps the whole view: readers never see a half-built dict
+        self._by_hash = {k.key_hash: k for k in keys if k.active}
+        self._version = version
+        return True
+
+    def start(self) -> KeyRegistry:
+        """Load now, then keep refreshing in a daemon thread until `stop()`."""
+        self.refresh()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="surge-key-registry", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.refresh()
+            except Exception as exc:  # a store blip must not kill the refresher
+                self.refresh_errors += 1
+                if self.refresh_errors == 1 or self.refresh_errors % 100 == 0:
+                    log.warning("key registry refresh failed (%d so far): %s",
+                                self.refresh_errors, exc)
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
