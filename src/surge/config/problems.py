@@ -56,10 +56,20 @@ def _message(item: Any, parts: list[str | int], root: type[BaseModel]) -> str:
         return "required key is missing"
     if kind == "extra_forbidden":
         known = _keys_of(root, parts[:-1])
-        close = difflib.get_close_matches(str(parts[-1]), known, n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
+        close = _nearest(str(parts[-1]), known)
+        hint = f"did you mean {close!r}?" if close else f"known keys: {', '.join(known)}"
         return f"unknown key ({hint})" if known else "unknown key"
     return str(item["msg"])
+
+
+def _nearest(key: str, known: list[str]) -> str | None:
+    """The known key a typo most likely meant: a shortened or extended form, else a close one."""
+    if len(key) >= 3:
+        for candidate in known:
+            if candidate.startswith(key) or key.startswith(candidate):
+                return candidate
+    close = difflib.get_close_matches(key, known, n=1)
+    return close[0] if close else None
 
 
 def _keys_of(root: type[BaseModel], parts: Sequence[str | int]) -> list[str]:

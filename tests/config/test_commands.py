@@ -1,0 +1,74 @@
+"""`surge check` and `surge schema`, run as the user runs them: a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICKSTART = ROOT / "examples" / "quickstart" / "surge.yaml"
+
+
+def surge(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "surge.cli", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_check_of_the_quickstart_says_ok_with_a_summary():
+    done = surge("check", str(QUICKSTART))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout == (f"{QUICKSTART}: ok (1 service, 1 route, 1 listener: "
+                           "127.0.0.1:8000)\n")
+
+
+def test_check_of_a_bad_file_prints_each_problem_and_exits_2(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("services:\n  api: {upstreams: ['127.0.0.1:8101']}\n"
+                   "routes:\n  - {prefix: /, service: api}\n  - {prefix: /x/, service: ap}\n"
+                   "gateway: {workers: 0}\n")
+    done = surge("check", str(bad))
+    assert done.returncode == 2
+    assert done.stdout.splitlines() == [
+        f"{bad}: gateway.workers: Input should be greater than or equal to 1",
+        f"{bad}: routes[1].service: unknown service 'ap' (did you mean 'api'?)",
+    ]
+
+
+def test_check_of_a_yaml_error_names_the_line_once(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("gateway:\n  listen: [\n")
+    done = surge("check", str(bad))
+    assert done.returncode == 2
+    assert done.stdout.startswith(f"{bad}:3:1: ")
+
+
+def test_check_reads_the_local_surge_yaml_by_default(tmp_path):
+    (tmp_path / "surge.yaml").write_text(QUICKSTART.read_text())
+    done = surge("check", cwd=tmp_path)
+    assert (done.returncode, done.stdout.split(":")[0]) == (0, "surge.yaml")
+
+
+def test_check_without_a_file_exits_2(tmp_path):
+    done = surge("check", cwd=tmp_path)
+    assert done.returncode == 2 and "no FILE given" in done.stderr
+
+
+def test_check_prints_warnings_and_still_passes(tmp_path):
+    path = tmp_path / "surge.yaml"
+    path.write_text("services:\n  api: {upstreams: ['127.0.0.1:1'], hash_on: path}\n")
+    done = surge("check", str(path))
+    assert done.returncode == 0
+    assert done.stdout.splitlines()[0] == (
+        f"{path}: warning: services.api.hash_on: has no effect unless balance is 'hash' "
+        "(balance is 'p2c')")
+
+
+def test_schema_prints_json_with_every_top_level_key():
+    done = surge("schema")
+    assert done.returncode == 0
+    schema = json.loads(done.stdout)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert set(schema["properties"]) == {
+        "gateway", "state", "data_dir", "services", "routes", "rate_limits", "jobs"}
