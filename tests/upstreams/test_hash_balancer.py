@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from surge.upstreams.balancers.hash import HashBalancer, stable_hash
+from surge.upstreams.balancers.hash import MAX_POINTS, HashBalancer, point_counts, stable_hash
 from surge.upstreams.upstream import Upstream
 
 NOW = 1000.0
@@ -44,6 +44,24 @@ def test_hash_spreads_keys_in_proportion_to_weight() -> None:
     ups = [Upstream("10.0.0.1:80", weight=1), Upstream("10.0.0.2:80", weight=3)]
     counts = Counter(owners(ups).values())
     assert counts["10.0.0.2:80"] / len(KEYS) == pytest.approx(0.75, abs=0.06)
+
+
+@pytest.mark.parametrize(
+    ("weights", "counts"),
+    [
+        ([1, 1, 1], [160, 160, 160]),
+        ([2, 4], [160, 320]),
+        ([100, 100, 300], [160, 160, 480]),
+    ],
+)
+def test_ring_points_follow_weights_in_lowest_terms(weights: list[int], counts: list[int]) -> None:
+    assert point_counts(weights) == counts
+
+
+def test_the_ring_stays_bounded_whatever_the_weights() -> None:
+    counts = point_counts([100, 99, 1])
+    assert sum(counts) <= MAX_POINTS + 3
+    assert counts[0] / counts[2] == pytest.approx(100, rel=0.02)
 
 
 def test_hash_walks_to_the_next_distinct_upstream_when_the_owner_is_excluded() -> None:

@@ -7,6 +7,7 @@ Only set-up work and the retry path live here; nothing in this module runs on an
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from math import gcd
 
 from surge.upstreams.upstream import Upstream
 
@@ -29,3 +30,12 @@ def ramp_end(upstreams: Sequence[Upstream]) -> float:
 def allowed(upstreams: Sequence[Upstream], exclude: Collection[Upstream]) -> list[Upstream]:
     """The upstreams not yet tried by this request (the retry path: may allocate)."""
     return [u for u in upstreams if u not in exclude]
+
+
+def reduced(weights: Sequence[int]) -> list[int]:
+    """The weights divided by their common divisor: the same proportions in fewer units (a
+    shorter smooth-WRR period, fewer hash-ring points)."""
+    divisor = 0
+    for w in weights:
+        divisor = gcd(divisor, w)
+    return [w // divisor for w in weights]

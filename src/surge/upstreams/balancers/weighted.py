@@ -9,22 +9,13 @@ change with `now`, so picks run nginx's loop over `weight_at(now)` until the las
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from math import gcd
 
 from surge.upstreams.balancers.base import Balancer
-from surge.upstreams.balancers.pool import NO_RAMP, ramp_end, usable
+from surge.upstreams.balancers.pool import NO_RAMP, ramp_end, reduced, usable
 from surge.upstreams.upstream import Upstream
 
 # Longest schedule precomputed (one list slot per entry); beyond it picks run the live loop.
 MAX_SCHEDULE = 1 << 16
-
-
-def reduced(weights: Sequence[int]) -> list[int]:
-    """The weights divided by their common divisor: the same sequence, a shorter period."""
-    divisor = 0
-    for w in weights:
-        divisor = gcd(divisor, w)
-    return [w // divisor for w in weights]
 
 
 def smooth_sequence(weights: Sequence[int]) -> list[int]:
