@@ -88,7 +88,7 @@ def _keys_of(root: type[BaseModel], parts: Sequence[str | int]) -> list[str]:
 
 def model_in(annotation: Any) -> type[BaseModel] | None:
     """The pydantic model an annotation holds, through `Annotated`, `X | None` and unions."""
-    for candidate in _members(annotation):
+    for candidate in members(annotation):
         if isinstance(candidate, type) and issubclass(candidate, BaseModel):
             return candidate
     return None
@@ -96,7 +96,7 @@ def model_in(annotation: Any) -> type[BaseModel] | None:
 
 def _item_type(annotation: Any) -> Any:
     """What a list holds, or the values of a dict, for the first container in `annotation`."""
-    for candidate in _members(annotation):
+    for candidate in members(annotation):
         origin, args = typing.get_origin(candidate), typing.get_args(candidate)
         if origin is list and args:
             return args[0]
@@ -105,11 +105,11 @@ def _item_type(annotation: Any) -> Any:
     return None
 
 
-def _members(annotation: Any) -> list[Any]:
+def members(annotation: Any) -> list[Any]:
     """`annotation` without Annotated wrappers, split into the members of a union."""
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
-        return _members(typing.get_args(annotation)[0])
+        return members(typing.get_args(annotation)[0])
     if origin is typing.Union or origin is types.UnionType:
-        return [m for arg in typing.get_args(annotation) for m in _members(arg)]
+        return [m for arg in typing.get_args(annotation) for m in members(arg)]
     return [annotation]

@@ -1,0 +1,73 @@
+"""docs/config.md documents every key the models accept, and its generated tables are
+current; the JSON Schema describes every key."""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Iterator
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from surge.config import Config
+from surge.config.problems import members, model_in
+from surge.config.reference import BEGIN, END, markdown_tables
+from surge.config.schema import json_schema
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "config.md"
+
+
+def _paths(model: type[BaseModel], prefix: str = "") -> Iterator[str]:
+    """Every key path, written as the docs write it, found by walking the models."""
+    for name, field in model.model_fields.items():
+        path = f"{prefix}.{name}" if prefix else name
+        yield path
+        yield from _nested(field.annotation, path)
+
+
+def _nested(annotation: object, path: str) -> Iterator[str]:
+    for member in members(annotation):
+        origin, args = typing.get_origin(member), typing.get_args(member)
+        if origin is list:
+            yield from _nested(args[0], f"{path}[]")
+        elif origin is dict:
+            yield from _nested(args[1], f"{path}.<name>")
+        elif (model := model_in(member)) is not None:
+            yield from _paths(model, path)
+
+
+def test_the_doc_names_every_key_of_the_models():
+    text = DOC.read_text()
+    paths = sorted(set(_paths(Config)))
+    assert len(paths) > 80
+    missing = [p for p in paths if f"`{p}`" not in text]
+    assert missing == []
+
+
+def test_the_generated_key_tables_are_current():
+    text = DOC.read_text()
+    generated = text.split(BEGIN, 1)[1].split(END, 1)[0].strip()
+    assert generated == markdown_tables(), "run: python -m surge.config.reference docs/config.md"
+
+
+def test_every_key_in_the_schema_has_a_description():
+    schema = json_schema()
+    undocumented = [
+        f"{model}.{key}" for model, body in schema["$defs"].items()
+        for key, prop in _properties(body).items() if not prop.get("description")
+    ]
+    assert undocumented == []
+
+
+def _properties(body: dict) -> dict:
+    for branch in body.get("anyOf", ()):
+        if "properties" in branch:
+            return branch["properties"]
+    return body.get("properties", {})
+
+
+def test_unit_keys_show_in_the_schema_as_strings_or_numbers():
+    timeouts = json_schema()["$defs"]["Timeouts"]["properties"]["connect"]
+    kinds = {branch["type"] for branch in timeouts["anyOf"]}
+    assert kinds == {"string", "number"}
+    assert timeouts["anyOf"][0]["format"] == "duration" and timeouts["description"]
