@@ -1,6 +1,7 @@
 """Proxy overhead: the Surge gateway against nginx, same upstream, same client, same cores.
 
-    .venv/bin/python bench/proxy.py [--duration 15] [--connections 50] [--rate-limit]
+    .venv/bin/python bench/proxy.py [--duration 15] [--connections 50] [--rounds 3]
+                                    [--rate-limit] [--only nginx|surge]
 
 One nginx upstream answers a fixed `ok` (pinned to core 0 with the client). Then, in turn,
 (a) nginx as a reverse proxy (one worker, upstream keep-alive, no access log) and (b) `surge up`
@@ -8,8 +9,10 @@ with a generated surge.yaml (one listener, `access_log: off`, one service on tha
 p2c, one route `/`) run pinned to core 1 while wrk (core 0) drives them: a warm-up, then the
 measured run. For each: requests/s, proxy CPU microseconds per request (utime+stime of the
 proxy's processes from /proc/PID/stat over the measured window, divided by requests), p50 and
-p99 latency, then the Surge/nginx ratios. `--rate-limit` adds `rate_limit: true` to the route
-(with one plan far above the offered load, so it measures the check, not rejections).
+p99 latency, then the Surge/nginx ratios. With `--rounds N` the proxies alternate N times and
+the medians are reported, which evens out other work on a shared machine. `--rate-limit` adds
+`rate_limit: true` to the route (with one plan far above the offered load, so it measures the
+check, not rejections).
 
 Needs nginx, wrk and taskset: when nginx or wrk is missing the script installs them from
 Debian's packages (`apt-get install -y nginx-light wrk`, falling back to `nginx`), which
@@ -24,6 +27,7 @@ import platform
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -234,26 +238,51 @@ def machine() -> str:
             f"{' '.join(wrk.split()[:2])}")
 
 
-def report(results: list[Result], unavailable: dict[str, str], args: argparse.Namespace) -> None:
-    print(f"\n{'proxy':<7}{'req/s':>10}{'CPU us/req':>12}{'p50 ms':>9}{'p99 ms':>9}"
+def median_of(rows: list[Result]) -> Result:
+    """Each figure's median over the rounds (figures from different rounds may be mixed)."""
+    def mid(values: list[float]) -> float:
+        return statistics.median(values)
+
+    wrk = WrkFigures(int(mid([r.wrk.requests for r in rows])), mid([r.wrk.rps for r in rows]),
+                     mid([r.wrk.p50_ms for r in rows]), mid([r.wrk.p99_ms for r in rows]),
+                     int(mid([r.wrk.non_2xx for r in rows])),
+                     "; ".join(sorted({r.wrk.socket_errors for r in rows})))
+    return Result(rows[0].proxy, wrk, mid([r.cpu_us_per_request for r in rows]),
+                  mid([r.rss_mib for r in rows]), rows[0].wrk_command)
+
+
+def print_row(label: str, r: Result) -> None:
+    w = r.wrk
+    print(f"{label:<16}{w.rps:>10.0f}{r.cpu_us_per_request:>12.1f}{w.p50_ms:>9.2f}"
+          f"{w.p99_ms:>9.2f}{w.non_2xx:>9}{r.rss_mib:>9.1f}  {w.socket_errors}")
+
+
+def report(results: list[Result], unavailable: dict[str, str], args: argparse.Namespace,
+           load_before: float) -> None:
+    print(f"\n{'proxy':<16}{'req/s':>10}{'CPU us/req':>12}{'p50 ms':>9}{'p99 ms':>9}"
           f"{'non-2xx':>9}{'RSS MiB':>9}  socket errors")
-    for r in results:
-        w = r.wrk
-        print(f"{r.proxy:<7}{w.rps:>10.0f}{r.cpu_us_per_request:>12.1f}{w.p50_ms:>9.2f}"
-              f"{w.p99_ms:>9.2f}{w.non_2xx:>9}{r.rss_mib:>9.1f}  {w.socket_errors}")
+    medians: dict[str, Result] = {}
+    for proxy in ("nginx", "surge"):
+        rows = [r for r in results if r.proxy == proxy]
+        if args.rounds > 1:
+            for i, row in enumerate(rows, 1):
+                print_row(f"{proxy} round {i}", row)
+        if rows:
+            medians[proxy] = median_of(rows)
+            print_row(proxy + (" median" if args.rounds > 1 else ""), medians[proxy])
     for proxy, reason in unavailable.items():
         print(f"{proxy}: not available ({reason})")
-    by_name = {r.proxy: r for r in results}
-    if "surge" in by_name and "nginx" in by_name:
-        s, n = by_name["surge"], by_name["nginx"]
+    if len(medians) == 2:
+        s, n = medians["surge"], medians["nginx"]
         print(f"\nsurge/nginx: CPU per request x{s.cpu_us_per_request / n.cpu_us_per_request:.2f}, "
               f"throughput x{s.wrk.rps / n.wrk.rps:.2f}, p99 x{s.wrk.p99_ms / n.wrk.p99_ms:.2f}")
     print("\nwrk runs:")
-    for r in results:
+    for r in medians.values():
         print(f"  {r.proxy}: {r.wrk_command}")
     print(f"command: {' '.join(['.venv/bin/python', 'bench/proxy.py', *sys.argv[1:]])}")
     print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print(f"machine: {machine()}")
+    print(f"load average (1 min) before the run: {load_before:.2f}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -264,6 +293,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate-limit", action="store_true",
                         help="add `rate_limit: true` to the Surge route")
     parser.add_argument("--only", choices=["nginx", "surge"], help="benchmark one proxy")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="alternate the proxies this many times and report medians "
+                             "(evens out other load on the machine)")
     return parser.parse_args(argv)
 
 
@@ -284,21 +316,24 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Result] = []
     unavailable: dict[str, str] = {}
     benches = {"nginx": bench_nginx, "surge": bench_surge}
+    load_before = os.getloadavg()[0]
     try:
         with start_nginx("nginx-upstream", conf, workdir, CLIENT_CORE, upstream_port):
-            for proxy, bench in benches.items():
-                if args.only not in (None, proxy):
-                    continue
-                print(f">> {proxy}: {args.warmup}s warm-up, {args.duration}s measured, "
-                      f"{args.connections} connections", flush=True)
-                try:
-                    results.append(bench(args, workdir, upstream_port))
-                except (Unavailable, ProcessFailed) as exc:
-                    unavailable[proxy] = str(exc)
+            for round_number in range(1, args.rounds + 1):
+                for proxy, bench in benches.items():
+                    if args.only not in (None, proxy) or proxy in unavailable:
+                        continue
+                    print(f">> {proxy} (round {round_number}/{args.rounds}): {args.warmup}s "
+                          f"warm-up, {args.duration}s measured, {args.connections} connections",
+                          flush=True)
+                    try:
+                        results.append(bench(args, workdir, upstream_port))
+                    except (Unavailable, ProcessFailed) as exc:
+                        unavailable[proxy] = str(exc)
     except KeyboardInterrupt:
         print("\ninterrupted; every child process was stopped", file=sys.stderr)
         return 130
-    report(results, unavailable, args)
+    report(results, unavailable, args, load_before)
     return 0
 
 
