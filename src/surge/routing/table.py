@@ -107,7 +107,10 @@ def _first_fit(
                 continue
             if route.methods is not None and method not in route.methods:
                 continue
-            if all(headers.get(name) == value for name, value in route.headers):
+            for name, value in route.headers:
+                if headers.get(name) != value:
+                    break
+            else:
                 return route
     return None
 
