@@ -43,7 +43,7 @@ class ClientConnection(asyncio.Protocol):
     __slots__ = (
         "gw", "transport", "parser", "ip", "current", "receiving", "queue", "paused",
         "write_paused", "deadline", "deadline_kind", "head_seen", "tunnel", "upgrade_buf",
-        "closed",
+        "closed", "out",
     )
 
     def __init__(self, gw: Gateway) -> None:
@@ -62,6 +62,8 @@ class ClientConnection(asyncio.Protocol):
         self.tunnel: asyncio.Transport | None = None
         self.upgrade_buf: list[bytes] | None = None
         self.closed = False
+        # While not None, writes are collected and sent as one (see `batch`).
+        self.out: list[bytes] | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -197,13 +199,34 @@ class ClientConnection(asyncio.Protocol):
 
     # -- used by exchanges -----------------------------------------------------------------------
 
+    def write(self, data: bytes) -> None:
+        out = self.out
+        if out is None:
+            self.transport.write(data)
+        else:
+            out.append(data)
+
+    def batch(self) -> None:
+        """Collect writes until `flush`: a response head, its body and its last chunk, made
+        from one read of the upstream, then leave in one system call instead of three."""
+        self.out = []
+
+    def flush(self) -> None:
+        out, self.out = self.out, None
+        if out:
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
     def exchange_done(self, ex: Exchange) -> None:
         """`ex` is answered and its request read: move on to the next request."""
         if self.current is not ex:
             return
         self.current = None
         if not ex.keep_alive or self.gw.draining or self.closed:
-            self.transport.close()
+            self.close()
             return
         if self.queue:
             nxt = self.queue.popleft()
@@ -247,7 +270,7 @@ class ClientConnection(asyncio.Protocol):
             else:
                 self.abort()
         elif kind == IDLE:
-            self.transport.close()
+            self.close()
 
     def reject(self, status: int, type_: str, detail: str, reason: str) -> None:
         """Answer a request that cannot be parsed or accepted, then close."""
@@ -256,10 +279,10 @@ class ClientConnection(asyncio.Protocol):
             self.abort()  # a response is under way: it cannot be replaced by an error
             return
         body = problem_document(status, type_, detail=detail)
-        self.transport.write(problem_response(status, body, close=True))
+        self.write(problem_response(status, body, close=True))
         self.gw.stats.unrouted[status // 100] += 1
+        self.close()
         self.closed = True
-        self.transport.close()
 
     def abort(self) -> None:
         if not self.closed:
@@ -269,5 +292,5 @@ class ClientConnection(asyncio.Protocol):
     def drain(self) -> None:
         """Shutting down: an idle connection closes now, a busy one after its response."""
         if self.current is None and self.receiving is None:
-            self.transport.close()
+            self.close()
 

@@ -104,7 +104,7 @@ class Exchange:
         self.service = gw.snapshot.services[route.service]
         self.head = self.upstream_head(target)
         if self.expect and not self.req_done:
-            self.client.transport.write(_CONTINUE)
+            self.client.write(_CONTINUE)
         self.dispatch()
 
     def header_map(self) -> dict[str, str]:
@@ -257,7 +257,7 @@ class Exchange:
         elif not self.http11:
             parts.append(b"Connection: keep-alive\r\n")
         parts.append(_CRLF)
-        client.transport.write(b"".join(parts))
+        client.write(b"".join(parts))
         if self.method == b"HEAD" and status != 101:
             # httptools cannot be told a HEAD answer has no body: finish here and never
             # reuse this connection.
@@ -270,13 +270,13 @@ class Exchange:
         if self.status == 0:
             return
         self.sent_bytes += len(data)
-        self.client.transport.write(h.chunk(data) if self.out_chunked else data)
+        self.client.write(h.chunk(data) if self.out_chunked else data)
 
     def response_end(self, conn: UpstreamConnection, upstream_keep_alive: bool) -> None:
         if self.status == 0 or self.status == 101:
             return  # an interim answer ended, or an upgrade follows
         if self.out_chunked:
-            self.client.transport.write(h.LAST_CHUNK)
+            self.client.write(h.LAST_CHUNK)
         conn.exchange = None
         self.conn = None
         if upstream_keep_alive and self.req_done:
@@ -292,7 +292,7 @@ class Exchange:
         self.tunnel = True
         conn.tunnel = client.transport
         if rest:
-            client.transport.write(rest)
+            client.write(rest)
         client.start_tunnel(conn)
         self.account()
 
@@ -410,7 +410,7 @@ class Exchange:
             self.keep_alive = False  # too much unread body to skip: close instead
         body = problem_document(status, type_, detail=detail,
                                 request_id=(self.request_id or b"-").decode())
-        client.transport.write(problem_response(status, body, extra, close=not self.keep_alive))
+        client.write(problem_response(status, body, extra, close=not self.keep_alive))
         self.responded = True
         self.deadline = 0.0
         self.account()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -25,14 +26,15 @@ def setup_logging(level: int = logging.INFO) -> None:
 
 
 async def serve(config: Config, path: Path | None, *, reuse_port: bool = False,
-                admin: bool = True, ready: asyncio.Event | None = None) -> None:
+                admin: str | None = None, ready: asyncio.Event | None = None) -> None:
     """Run one gateway until SIGTERM/SIGINT, then drain and return."""
     loop = asyncio.get_running_loop()
     gateway = Gateway(config, path, reuse_port=reuse_port)
     await gateway.start()
     admin_server = None
-    if admin and config.gateway.admin:
-        host, _, port = config.gateway.admin.rpartition(":")
+    admin = admin or config.gateway.admin
+    if admin:
+        host, _, port = admin.rpartition(":")
         admin_server = AdminServer(gateway, host.strip("[]"), int(port))
         await admin_server.start()
     stop = asyncio.Event()
@@ -61,17 +63,30 @@ async def reload(gateway: Gateway) -> None:
 
 
 def run(config: Config, path: Path | None, *, reuse_port: bool = False,
-        admin: bool = True) -> None:
+        admin: str | None = None) -> None:
     uvloop.run(serve(config, path, reuse_port=reuse_port, admin=admin))
 
 
-def run_worker(path: str, index: int) -> None:
-    """Entry point of one of `workers: N` gateway processes (started by the master)."""
+def free_ports(count: int) -> list[int]:
+    """Ports free on 127.0.0.1 right now (for the workers' private admin APIs)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def run_worker(path: str, index: int, admin_port: int) -> None:
+    """Entry point of one of `workers: N` gateway processes (started by the master): the
+    shared listeners with SO_REUSEPORT, and a private admin API for the master."""
     setup_logging()
     logging.getLogger().handlers[0].setFormatter(logging.Formatter(
         f"%(asctime)s %(levelname)-7s worker-{index} %(name)s: %(message)s"))
-    run(load(path), Path(path), reuse_port=True, admin=False)
+    run(load(path), Path(path), reuse_port=True, admin=f"127.0.0.1:{admin_port}")
 
 
 if __name__ == "__main__":
-    run_worker(sys.argv[1], int(sys.argv[2]))
+    run_worker(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))

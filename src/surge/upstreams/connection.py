@@ -55,6 +55,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
             return
         self.has_response = True
+        client = exchange.client
+        client.batch()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -65,6 +67,7 @@ class UpstreamConnection(asyncio.Protocol):
             if self.exchange is not None:
                 self.exchange.upstream_broken(f"invalid response from upstream: {exc}")
             self.close()
+        client.flush()
 
     def eof_received(self) -> bool:
         return False

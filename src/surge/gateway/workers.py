@@ -1,0 +1,208 @@
+"""`workers: N`: N gateway processes share the listeners (SO_REUSEPORT) under one master.
+
+The master supervises them (a worker that dies is replaced, with backoff), serves the public
+admin API and fans its changes out to every worker's private admin port; a replaced worker
+gets the admin changes replayed. `/metrics` merges the workers' families, each sample labelled
+with its `worker`. SIGTERM drains every worker; SIGHUP reloads every worker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import uvloop
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.parser import text_string_to_metric_families
+
+from surge.admin.client import call, raise_for_problem
+from surge.admin.server import AdminServer
+from surge.config import Config
+from surge.gateway.readiness import wait_for_port
+
+log = logging.getLogger("surge.workers")
+
+POLL_INTERVAL = 1.0
+MAX_BACKOFF = 30.0
+
+
+class Worker:
+    def __init__(self, index: int, path: Path, admin_port: int) -> None:
+        self.index = index
+        self.path = path
+        self.admin_port = admin_port
+        self.process: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+        self.view: list[dict[str, Any]] = []
+        self.metrics = ""
+
+    def spawn(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "surge.gateway.run", str(self.path), str(self.index),
+             str(self.admin_port)])
+        log.info("worker %d started (pid %d)", self.index, self.process.pid)
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+class Master:
+    """The ControlPlane of the public admin API when several workers run."""
+
+    def __init__(self, config: Config, path: Path, ports: list[int]) -> None:
+        self.config = config
+        self.path = path
+        self.workers = [Worker(i, path, port) for i, port in enumerate(ports)]
+        self.changes: list[tuple[str, str, Any]] = []  # admin changes, replayed on restart
+        self.stopping = False
+        self.registry = CollectorRegistry()
+        self.registry.register(self)  # type: ignore[arg-type]
+
+    # -- ControlPlane ----------------------------------------------------------------------------
+
+    def services_view(self) -> list[dict[str, Any]]:
+        """Worker 0's view, with in-flight counts and pools summed over all workers."""
+        views = [w.view for w in self.workers if w.view]
+        if not views:
+            return []
+        merged = json.loads(json.dumps(views[0]))
+        for other in views[1:]:
+            for service, theirs in zip(merged, other, strict=False):
+                for up, their_up in zip(service["upstreams"], theirs["upstreams"], strict=False):
+                    up["inflight"] += their_up["inflight"]
+        return merged
+
+    async def add_upstream(self, service: str, address: str, weight: int) -> dict[str, Any]:
+        body = {"address": address, "weight": weight}
+        result = await self.fan_out("POST", f"/api/services/{service}/upstreams", body)
+        self.changes.append(("POST", f"/api/services/{service}/upstreams", body))
+        return json.loads(result)
+
+    async def remove_upstream(self, service: str, address: str) -> None:
+        path = f"/api/services/{service}/upstreams/{address}"
+        await self.fan_out("DELETE", path)
+        self.changes.append(("DELETE", path, None))
+
+    async def reload(self) -> dict[str, Any]:
+        result = await self.fan_out("POST", "/api/reload")
+        return json.loads(result)
+
+    def metrics_text(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        """Every worker's families, merged by name, each sample labelled with its worker."""
+        families: dict[str, Any] = {}
+        for worker in self.workers:
+            for family in text_string_to_metric_families(worker.metrics):
+                merged = families.setdefault(family.name, family)
+                if merged is not family:
+                    merged.samples.extend(_labelled(family.samples, worker.index))
+                else:
+                    family.samples = _labelled(family.samples, worker.index)
+        yield from families.values()
+
+    # -- supervision -----------------------------------------------------------------------------
+
+    async def fan_out(self, method: str, path: str, body: Any = None) -> bytes:
+        """Send one admin change to every live worker; the first refusal is raised."""
+        answers = await asyncio.gather(*(call(w.admin_port, method, path, body)
+                                         for w in self.workers if w.alive))
+        for status, content in answers:
+            raise_for_problem(status, content)
+        return answers[0][1] if answers else b"{}"
+
+    async def supervise(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self.stopping:
+            for worker in self.workers:
+                if not worker.alive and not self.stopping:
+                    code = worker.process.returncode if worker.process else None
+                    delay = min(MAX_BACKOFF, 0.5 * 2 ** worker.restarts)
+                    log.error("worker %d exited (%s); replacing it in %.1fs", worker.index,
+                              code, delay)
+                    worker.restarts += 1
+                    await asyncio.sleep(delay)
+                    worker.spawn()
+                    ok = await loop.run_in_executor(None, wait_for_port, "127.0.0.1",
+                                                    worker.admin_port, 15.0)
+                    if ok:
+                        await self.replay(worker)
+                await self.poll(worker)
+            await asyncio.sleep(POLL_INTERVAL)
+
+    async def replay(self, worker: Worker) -> None:
+        for method, path, body in self.changes:
+            try:
+                await call(worker.admin_port, method, path, body)
+            except (OSError, TimeoutError) as exc:
+                log.warning("worker %d: could not replay %s %s: %s", worker.index, method,
+                            path, exc)
+
+    async def poll(self, worker: Worker) -> None:
+        if not worker.alive:
+            return
+        try:
+            status, content = await call(worker.admin_port, "GET", "/api/services")
+            if status == 200:
+                worker.view = json.loads(content)["services"]
+            status, content = await call(worker.admin_port, "GET", "/metrics")
+            if status == 200:
+                worker.metrics = content.decode()
+        except (OSError, TimeoutError, ValueError):
+            pass  # starting or stopping; the next poll will tell
+
+    def signal_all(self, signum: int) -> None:
+        for worker in self.workers:
+            if worker.alive:
+                worker.process.send_signal(signum)  # type: ignore[union-attr]
+
+
+def _labelled(samples: list[Any], index: int) -> list[Any]:
+    return [s._replace(labels={**s.labels, "worker": str(index)}) for s in samples]
+
+
+def run_master(config: Config, path: Path) -> int:
+    return uvloop.run(serve_master(config, path))
+
+
+async def serve_master(config: Config, path: Path) -> int:
+    from surge.gateway.run import free_ports
+
+    loop = asyncio.get_running_loop()
+    master = Master(config, Path(path).resolve(), free_ports(config.gateway.workers))
+    for worker in master.workers:
+        worker.spawn()
+    for worker in master.workers:
+        await loop.run_in_executor(None, wait_for_port, "127.0.0.1", worker.admin_port, 15.0)
+        await master.poll(worker)
+    admin = None
+    if config.gateway.admin:
+        host, _, port = config.gateway.admin.rpartition(":")
+        admin = AdminServer(master, host.strip("[]"), int(port))
+        await admin.start()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: master.signal_all(signal.SIGHUP))
+    supervisor = loop.create_task(master.supervise())
+    await stop.wait()
+    master.stopping = True
+    supervisor.cancel()
+    log.info("stopping %d workers (drain up to %gs)", len(master.workers), config.gateway.drain)
+    master.signal_all(signal.SIGTERM)
+    deadline = loop.time() + config.gateway.drain + 5
+    while any(w.alive for w in master.workers) and loop.time() < deadline:
+        await asyncio.sleep(0.1)
+    master.signal_all(signal.SIGKILL)
+    if admin is not None:
+        await admin.close()
+    return 0
+
