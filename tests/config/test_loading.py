@@ -173,3 +173,21 @@ def test_find_config_prefers_the_explicit_path_then_the_local_file(tmp_path, mon
     (tmp_path / "surge.yaml").write_text(BASE)
     assert str(find_config(None)) == "surge.yaml"
     assert str(find_config("other.yaml")) == "other.yaml"
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("services:\n", "services: is empty; write {} for none, or remove the key"),
+    ("routes:\n", "routes: is empty; write [] for none, or remove the key"),
+    ("routes: {prefix: /}", "routes: expected a list, got dict"),
+    ("gateway: {listen: []}",
+     "gateway.listen: Value should have at least 1 item after validation, not 0"),
+])
+def test_a_section_of_the_wrong_shape_says_what_was_expected(problems, text, problem):
+    assert problems(text) == [problem]
+
+
+def test_a_key_is_reported_once_by_the_first_pass_that_finds_it_wrong(problems):
+    assert problems("state: '${STATE}'", env={}) == [
+        "state: environment variable 'STATE' is not set"]
+    assert problems(BASE.replace("service: api}", "service: api, rate_limit: 5}")) == [
+        "routes[0].rate_limit: expected true, false, {plan: NAME} or {cost: N}"]

@@ -1,5 +1,5 @@
-"""Annotated field types for the surge.yaml models: durations, sizes, rates, host:port
-addresses, status ranges, names and `ip | header:NAME` style keys.
+"""Building blocks of the surge.yaml models: their base class, and annotated field types for
+durations, sizes, rates, host:port addresses, status ranges, names and `ip | header:NAME` keys.
 
 Each type parses what a user writes (with `units.py` for the unit strings) and shows in the
 JSON Schema as the string-or-number a user writes, never as the parsed Python value.
@@ -12,7 +12,10 @@ from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
+    BaseModel,
     BeforeValidator,
+    ConfigDict,
+    Field,
     PlainSerializer,
     PlainValidator,
     WithJsonSchema,
@@ -29,6 +32,16 @@ def _unit_schema(kind: str, examples: list[str], number: str) -> WithJsonSchema:
             {"type": "number", "minimum": 0, "description": number},
         ]
     })
+
+
+class SurgeModel(BaseModel):
+    """Base of every surge.yaml model: unknown keys are errors, values are immutable, and the
+    attribute docstrings below each field become its description in the JSON Schema. Numbers
+    are accepted where strings are expected (`X-Canary: 1`)."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, use_attribute_docstrings=True, coerce_numbers_to_str=True,
+    )
 
 
 Duration = Annotated[
@@ -99,6 +112,7 @@ def _one_or_many(value: Any) -> Any:
 Addresses = Annotated[
     list[Address],
     BeforeValidator(_one_or_many),
+    Field(min_length=1),
     WithJsonSchema({
         "anyOf": [
             {"type": "string", "format": "host:port"},

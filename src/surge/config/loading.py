@@ -60,17 +60,18 @@ def parse(
     data = _read_yaml(text, source)
     expanded = Interpolation(data, os.environ if env is None else env)
     problems = [f"{where}: {message}" for where, message in expanded.problems.items()]
+    # Each key is reported once, by the first pass that finds it wrong: a value whose
+    # variable is unset is not also invalid, an invalid value is not also unsupported.
+    reported = set(expanded.problems)
     config = None
     try:
         config = Config.model_validate(expanded.data, context={})
     except ValidationError as error:
-        # A value that failed interpolation is already reported once at its location.
-        problems += [
-            p for p in from_validation_error(error, expanded.data, Config)
-            if not _under_any(p, expanded.problems)
-        ]
+        found = from_validation_error(error, expanded.data, Config)
+        problems += [p for p in found if not _under_any(p, reported)]
+        reported |= {p.split(": ", 1)[0] for p in found}
     if check_support:
-        problems += check_supported(expanded.data)
+        problems += [p for p in check_supported(expanded.data) if not _under_any(p, reported)]
     if problems or config is None:
         raise ConfigError(problems)
     return config

@@ -24,9 +24,10 @@ from surge.config.fields import (
     Name,
     RateValue,
     Size,
+    SurgeModel,
     split_address,
 )
-from surge.config.models_services import ScalingSpec, Service, SurgeModel
+from surge.config.models_services import ScalingSpec, Service
 
 DEFAULT_PLANS = {"anonymous": ["60/minute"]}
 _WILDCARD_HOSTS = {"0.0.0.0", "::", "*", ""}

@@ -9,18 +9,16 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from croniter import croniter
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from surge.config.fields import Address, Duration, HashKey, StatusRange, check_token
-
-
-class SurgeModel(BaseModel):
-    """Base of every surge.yaml model: unknown keys are errors, values are immutable, and the
-    attribute docstrings below each field become its description in the JSON Schema."""
-
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, use_attribute_docstrings=True, coerce_numbers_to_str=True,
-    )
+from surge.config.fields import (
+    Address,
+    Duration,
+    HashKey,
+    StatusRange,
+    SurgeModel,
+    check_token,
+)
 
 
 class UpstreamSpec(SurgeModel):

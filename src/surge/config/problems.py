@@ -48,12 +48,24 @@ def _written_location(loc: Sequence[str | int], data: Any) -> list[str | int]:
     return parts
 
 
+# Error types about the shape of a value: what was expected, and how to write it empty.
+_SHAPES = {
+    "model_type": ("a mapping of keys", "{}"), "model_attributes_type": ("a mapping of keys", "{}"),
+    "dict_type": ("a mapping", "{}"), "list_type": ("a list", "[]"),
+}
+
+
 def _message(item: Any, parts: list[str | int], root: type[BaseModel]) -> str:
     kind = item["type"]
     if kind == "value_error":
         return str(item["ctx"]["error"])
     if kind == "missing":
         return "required key is missing"
+    if kind in _SHAPES:
+        shape = _SHAPES[kind]
+        if item["input"] is None:  # `services:` with nothing under it is null in YAML
+            return f"is empty; write {shape[1]} for none, or remove the key"
+        return f"expected {shape[0]}, got {type(item['input']).__name__}"
     if kind == "extra_forbidden":
         known = _keys_of(root, parts[:-1])
         close = _nearest(str(parts[-1]), known)
