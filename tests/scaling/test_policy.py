@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -244,6 +244,15 @@ def test_from_config_reads_the_surge_yaml_form():
     assert parsed.scale_down == Rule(300.0, Step(pods=1))
     assert parsed.schedule == (ScheduleEntry("0 8 * * 1-5", 4),)
     assert parsed.control_period == 2.0
+
+
+def test_from_config_takes_durations_as_text_numbers_or_timedeltas():
+    parsed = PolicySpec.from_config({
+        "min": 1, "max": 2, "target": {"p95_latency": timedelta(milliseconds=250)},
+        "scale_down": {"stabilization": 60}, "period": "500ms",
+    })
+    assert (parsed.targets.p95_latency, parsed.scale_down.stabilization) == (0.25, 60.0)
+    assert parsed.control_period == 0.5
 
 
 def test_from_config_defaults_match_surge_yaml_and_read_attributes():

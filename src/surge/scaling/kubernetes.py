@@ -204,7 +204,7 @@ def _queue_triggers(
 
 def _scaling_rules(rule: Rule, max_replicas: int, period: int) -> dict[str, Any]:
     step = rule.max_step
-    policies = []
+    policies: list[dict[str, Any]] = []
     if step.pods is not None:
         policies.append({"type": "Pods", "value": step.pods, "periodSeconds": period})
     if step.percent is not None:

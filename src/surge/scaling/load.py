@@ -15,6 +15,7 @@ import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import httptools
@@ -226,7 +227,7 @@ async def read_replicas(admin: str, timeout: float = 0.5) -> str:
         connection.close()
 
 
-def _replicas_text(doc: object) -> str:
+def _replicas_text(doc: Any) -> str:
     services = doc.get("services", doc) if isinstance(doc, dict) else doc
     if isinstance(services, dict):
         services = [{"name": k, **v} for k, v in services.items() if isinstance(v, dict)]

@@ -340,7 +340,7 @@ def config_value(source: Any, name: str, default: Any = None) -> Any:
 def config_seconds(value: Any) -> float:
     """Seconds in a duration given as a string, a number or a timedelta."""
     if isinstance(value, timedelta):
-        return value.totalconfig_seconds()
+        return value.total_seconds()
     return parse_duration(value)
 
 
