@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +114,6 @@ def _read_yaml(text: str, source: str) -> dict:
     return data
 
 
-def _under_any(problem: str, locations: Mapping[str, str]) -> bool:
+def _under_any(problem: str, locations: Collection[str]) -> bool:
     return any(problem.startswith(f"{where}:") or problem.startswith(f"{where}.")
                or problem.startswith(f"{where}[") for where in locations)

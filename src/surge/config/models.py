@@ -36,13 +36,13 @@ _WILDCARD_HOSTS = {"0.0.0.0", "::", "*", ""}
 class Timeouts(SurgeModel):
     """How long the gateway waits, per step of a request."""
 
-    connect: Duration = Field(2.0, gt=0)
+    connect: Duration = Field(default=2.0, gt=0)
     """Opening a connection to an upstream."""
-    client_header: Duration = Field(10.0, gt=0)
+    client_header: Duration = Field(default=10.0, gt=0)
     """Receiving a whole request head (slow-client guard)."""
-    upstream: Duration = Field(30.0, gt=0)
+    upstream: Duration = Field(default=30.0, gt=0)
     """Waiting for an upstream's response head."""
-    idle: Duration = Field(75.0, gt=0)
+    idle: Duration = Field(default=75.0, gt=0)
     """Keep-alive idle time, client and upstream side."""
 
 
@@ -53,15 +53,15 @@ class Gateway(SurgeModel):
     """Listener addresses: one `host:port` or a list of them."""
     admin: Address | None = None
     """Address of the admin API, /metrics and the dashboard; none means no admin listener."""
-    workers: int = Field(1, ge=1)
+    workers: int = Field(default=1, ge=1)
     """Gateway processes sharing the listen ports (SO_REUSEPORT)."""
-    access_log: str = Field("stdout", min_length=1)
+    access_log: str = Field(default="stdout", min_length=1)
     """`stdout`, `off` or a file path; one JSON object per request."""
     timeouts: Timeouts = Timeouts()
     """Timeouts for each step of a request."""
-    max_header_bytes: Size = Field(16 * 1024, gt=0)
+    max_header_bytes: Size = Field(default=16 * 1024, gt=0)
     """Largest request head; a larger one is answered 431."""
-    max_body_bytes: Size = Field(10 * 1024 * 1024, ge=0)
+    max_body_bytes: Size = Field(default=10 * 1024 * 1024, ge=0)
     """Largest request body; a larger one is answered 413."""
     drain: Duration = 30.0
     """On stop or reload, how long in-flight requests may finish."""
@@ -101,7 +101,7 @@ class RouteRateLimit(SurgeModel):
 
     plan: str | None = None
     """Plan for requests without an API key; none means `rate_limits.default_plan`."""
-    cost: int = Field(1, ge=1)
+    cost: int = Field(default=1, ge=1)
     """How many units one request uses."""
 
     @field_validator("plan")
@@ -138,7 +138,7 @@ class Route(SurgeModel):
     """Path prefix the request path starts with."""
     host: str | None = None
     """Host the request is for, e.g. `api.example.com`; none matches any."""
-    methods: list[Method] | None = Field(None, min_length=1)
+    methods: list[Method] | None = Field(default=None, min_length=1)
     """HTTP methods that match, e.g. `[GET, POST]`; none matches any."""
     headers: dict[str, str] | None = None
     """Headers that must be present with these exact values, e.g. `{X-Canary: "1"}`."""
@@ -187,7 +187,7 @@ class RateLimits(SurgeModel):
     key: ClientKey = "ip"
     """Who a request counts against when it carries no API key: ip | header:NAME."""
     plans: dict[Name, Annotated[list[RateValue], Field(min_length=1)]] = Field(
-        DEFAULT_PLANS, validate_default=True
+        default=DEFAULT_PLANS, validate_default=True
     )
     """Named lists of rates; a request must fit every rate of its plan."""
     default_plan: str = "anonymous"
@@ -206,13 +206,13 @@ class RateLimits(SurgeModel):
 class QueueSpec(SurgeModel):
     """Delivery rules of one job queue."""
 
-    retries: int = Field(5, ge=0)
+    retries: int = Field(default=5, ge=0)
     """Tries after the first failure before a job is dead."""
     backoff: Duration = 1.0
     """Pause before the first retry; doubles with each retry."""
     max_backoff: Duration = 600.0
     """Longest pause between retries."""
-    timeout: Duration = Field(300.0, gt=0)
+    timeout: Duration = Field(default=300.0, gt=0)
     """How long one run of a job may take."""
 
     @field_validator("max_backoff")
@@ -229,7 +229,7 @@ class WorkerSpec(SurgeModel):
 
     command: str
     """Command line of one worker process."""
-    replicas: int = Field(1, ge=0)
+    replicas: int = Field(default=1, ge=0)
     """How many workers to run (the starting count when `scaling` is set)."""
     scaling: ScalingSpec | None = None
     """Autoscaling of the workers, usually on `queue_depth_per_replica`."""
@@ -276,7 +276,7 @@ class Config(SurgeModel):
     state: str = "local"
     """Shared state: `local` (in-process and files under data_dir), `memory://`,
     `sqlite:///path` or `redis://host:port/db`."""
-    data_dir: str = Field(".surge", min_length=1)
+    data_dir: str = Field(default=".surge", min_length=1)
     """Directory for local state files."""
     services: dict[Name, Service] = {}
     """Named services."""

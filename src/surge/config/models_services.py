@@ -28,7 +28,7 @@ class UpstreamSpec(SurgeModel):
 
     address: Address
     """Where the replica listens, `host:port`."""
-    weight: int = Field(1, ge=1)
+    weight: int = Field(default=1, ge=1)
     """Relative share of traffic with `balance: weighted` (and the slow-start ramp)."""
 
     @model_validator(mode="before")
@@ -50,7 +50,7 @@ class ProcessSpec(SurgeModel):
     """Command line of one replica; `{port}` is replaced by the port surge gives it."""
     env: dict[str, str] = {}
     """Extra environment variables for each replica."""
-    replicas: int = Field(1, ge=1)
+    replicas: int = Field(default=1, ge=1)
     """How many replicas to run (the starting count when `scaling` is set)."""
 
     @field_validator("command")
@@ -66,15 +66,15 @@ class HealthSpec(SurgeModel):
 
     path: str = "/healthz"
     """Path requested on each upstream."""
-    interval: Duration = Field(2.0, gt=0)
+    interval: Duration = Field(default=2.0, gt=0)
     """Time between two checks of one upstream."""
-    timeout: Duration = Field(1.0, gt=0)
+    timeout: Duration = Field(default=1.0, gt=0)
     """How long one check may take; no longer than `interval`."""
-    rise: int = Field(2, ge=1)
+    rise: int = Field(default=2, ge=1)
     """Consecutive passes that make an upstream healthy."""
-    fall: int = Field(3, ge=1)
+    fall: int = Field(default=3, ge=1)
     """Consecutive failures that make an upstream unhealthy."""
-    expect: StatusRange = Field("200-399", validate_default=True)
+    expect: StatusRange = Field(default="200-399", validate_default=True)
     """Response statuses that pass, e.g. `200-399` or `200`."""
 
     @field_validator("path")
@@ -96,20 +96,20 @@ class HealthSpec(SurgeModel):
 class OutlierSpec(SurgeModel):
     """Passive checks on live traffic: eject an upstream that keeps failing."""
 
-    consecutive_failures: int = Field(5, ge=1)
+    consecutive_failures: int = Field(default=5, ge=1)
     """Failures in a row (connect errors, 5xx) that eject an upstream."""
-    ejection: Duration = Field(30.0, gt=0)
+    ejection: Duration = Field(default=30.0, gt=0)
     """How long the first ejection lasts; it grows with each repeated ejection."""
-    max_ejected_percent: int = Field(50, ge=0, le=100)
+    max_ejected_percent: int = Field(default=50, ge=0, le=100)
     """Never eject more than this share of a service's upstreams."""
 
 
 class RetrySpec(SurgeModel):
     """Retries of failed requests: idempotent methods only, or a failure to connect."""
 
-    attempts: int = Field(2, ge=0)
+    attempts: int = Field(default=2, ge=0)
     """Extra tries after the first one."""
-    budget_percent: int = Field(20, ge=0, le=100)
+    budget_percent: int = Field(default=20, ge=0, le=100)
     """Retries never add more than this share of the service's load."""
     backoff: Duration = 0.025
     """Base pause before a retry (jittered)."""
@@ -118,13 +118,13 @@ class RetrySpec(SurgeModel):
 class TargetSpec(SurgeModel):
     """What the autoscaler tracks; set any of these, the largest proposal wins."""
 
-    cpu_percent: float | None = Field(None, gt=0)
+    cpu_percent: float | None = Field(default=None, gt=0)
     """Average CPU use per replica, in percent of one core."""
-    inflight_per_replica: float | None = Field(None, gt=0)
+    inflight_per_replica: float | None = Field(default=None, gt=0)
     """Requests in progress per replica."""
-    p95_latency: Duration | None = Field(None, gt=0)
+    p95_latency: Duration | None = Field(default=None, gt=0)
     """95th percentile latency of the service's responses."""
-    queue_depth_per_replica: int | None = Field(None, gt=0)
+    queue_depth_per_replica: int | None = Field(default=None, gt=0)
     """Waiting jobs per replica (for job workers)."""
 
     @model_validator(mode="after")
@@ -193,7 +193,7 @@ class ScheduleEntry(SurgeModel):
 class ScalingSpec(SurgeModel):
     """Autoscaling of replicas that surge runs."""
 
-    min: int = Field(1, ge=0)
+    min: int = Field(default=1, ge=0)
     """Fewest replicas."""
     max: int = Field(ge=1)
     """Most replicas."""
@@ -247,9 +247,9 @@ class Service(SurgeModel):
     """Passive checks on live traffic."""
     retry: RetrySpec = RetrySpec()
     """Retries of failed requests."""
-    max_connections: int = Field(1024, ge=1)
+    max_connections: int = Field(default=1024, ge=1)
     """Open connections per upstream."""
-    max_pending: int = Field(1024, ge=0)
+    max_pending: int = Field(default=1024, ge=0)
     """Requests waiting for a connection; past it the gateway answers 503."""
     slow_start: Duration = 0.0
     """Ramp a new upstream's share of traffic over this long."""

@@ -6,7 +6,7 @@ can parse a full config whose keys `surge up` does not run yet."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +63,7 @@ def _resolve(node: Any, segments: list[str], parts: tuple = ()) -> Iterator[tupl
         yield parts, node
         return
     head, rest = segments[0], segments[1:]
+    children: Iterable[tuple[str | int, Any]]
     if head == "*":
         children = node.items() if isinstance(node, Mapping) else ()
     elif head == "[*]":
