@@ -71,3 +71,27 @@ def test_unit_keys_show_in_the_schema_as_strings_or_numbers():
     kinds = {branch["type"] for branch in timeouts["anyOf"]}
     assert kinds == {"string", "number"}
     assert timeouts["anyOf"][0]["format"] == "duration" and timeouts["description"]
+
+
+def _yaml(path: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(path.read_text())
+
+
+def test_the_schema_is_valid_draft_2020_12_and_accepts_the_example_files():
+    from jsonschema import Draft202012Validator
+
+    Draft202012Validator.check_schema(json_schema())
+    validator = Draft202012Validator(json_schema())
+    for path in (Path(__file__).parent / "fixtures" / "config_md.yaml",
+                 DOC.parents[1] / "examples" / "quickstart" / "surge.yaml"):
+        assert [e.message for e in validator.iter_errors(_yaml(path))] == [], path
+
+
+def test_the_schema_refuses_an_unknown_key_as_the_models_do():
+    from jsonschema import Draft202012Validator
+
+    validator = Draft202012Validator(json_schema())
+    document = {"gateway": {"lisen": "127.0.0.1:8000"}}
+    assert [list(e.path) for e in validator.iter_errors(document)] == [["gateway"]]
