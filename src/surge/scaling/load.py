@@ -29,9 +29,9 @@ READ_SIZE = 65536
 
 @dataclass
 class Second:
-    at: float  # seconds into the run
-    target_rate: float
-    achieved_rate: float  # answers completed in this second
+    at: float  # seconds into the run; the figures cover the second before it
+    target_rate: float  # requests due in this second
+    achieved_rate: float  # answers (and failures) completed in this second
     p50: float
     p95: float
     p99: float
@@ -201,7 +201,8 @@ class LoadRun:
             replicas = await read_replicas(self.admin) if self.admin else "-"
             if self.on_second is not None:
                 self.on_second(Second(
-                    at=float(tick), target_rate=self.profile.rate_at(tick),
+                    at=float(tick),
+                    target_rate=self.profile.sent_by(tick) - self.profile.sent_by(tick - 1),
                     achieved_rate=float(len(latencies) + sum(errors.values())),
                     p50=percentile(latencies, 0.5), p95=percentile(latencies, 0.95),
                     p99=percentile(latencies, 0.99), errors=errors, replicas=replicas,
