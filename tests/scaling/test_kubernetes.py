@@ -125,10 +125,11 @@ def test_a_worker_queue_becomes_a_keda_redis_streams_trigger_per_queue():
     assert scaled["cooldownPeriod"] == 300  # the scale-down window before going to zero
     assert scaled["pollingInterval"] == 2
     assert [t["metadata"]["stream"] for t in scaled["triggers"]] == [
-        "surge:jobs:default", "surge:jobs:bulk"]
+        "surge:jobs:stream:default", "surge:jobs:stream:bulk"]
     assert scaled["triggers"][0]["metadata"] == {
-        "address": "redis.default:6379", "databaseIndex": "2", "stream": "surge:jobs:default",
-        "consumerGroup": "surge-workers", "lagCount": "100", "enableTLS": "false",
+        "address": "redis.default:6379", "databaseIndex": "2",
+        "stream": "surge:jobs:stream:default", "consumerGroup": "workers", "lagCount": "100",
+        "enableTLS": "false",
     }
 
 

@@ -26,8 +26,9 @@ POD_METRICS = {
 }
 QUEUE_METRIC = "surge_jobs_queue_depth"
 # How the Redis broker names a queue's stream and its workers' consumer group.
-STREAM_KEY = "surge:jobs:{queue}"
-CONSUMER_GROUP = "surge-workers"
+# TODO(jobs): import these from surge.jobs.redis_streams (Keys.stream, GROUP) once it lands.
+STREAM_KEY = "surge:jobs:stream:{queue}"
+CONSUMER_GROUP = "workers"
 # Health check defaults of surge.yaml, for a service that sets none.
 HEALTH_DEFAULTS = {"path": "/healthz", "interval": "2s", "timeout": "1s", "rise": 2, "fall": 3}
 
