@@ -72,3 +72,10 @@ def test_schema_prints_json_with_every_top_level_key():
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert set(schema["properties"]) == {
         "gateway", "state", "data_dir", "services", "routes", "rate_limits", "jobs"}
+
+
+def test_the_cli_registers_the_commands_without_building_the_models():
+    code = "import sys, surge.config.commands; print('pydantic' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+    assert done.stdout.strip() == "False", done.stderr
