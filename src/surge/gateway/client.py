@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import httptools
 
 from surge.gateway.exchange import Exchange
-from surge.gateway.headers import valid_request_id
+from surge.gateway.headers import connection_tokens, valid_request_id
 from surge.observe.problem import problem_document, problem_response
 
 if TYPE_CHECKING:
@@ -33,6 +33,8 @@ _DROPPED = frozenset({
     b"transfer-encoding", b"content-length", b"expect", b"x-forwarded-proto",
     b"x-forwarded-host", b"x-forwarded-for", b"x-request-id", b"proxy-authorization",
 })
+
+_CLOSE = frozenset({b"close"})
 
 
 class HeadTooLarge(Exception):
@@ -164,6 +166,10 @@ class ClientConnection(asyncio.Protocol):
                 ex.expect = value.lower() == b"100-continue"
             elif lname == b"upgrade":
                 ex.upgrade = value
+            elif lname == b"connection":
+                named = connection_tokens(value) - _DROPPED - _CLOSE
+                if named:
+                    ex.hop = frozenset(named).union(ex.hop or ())
             return
         if lname == b"host":
             ex.host = value

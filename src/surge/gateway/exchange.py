@@ -36,7 +36,7 @@ class Exchange:
         "chunked", "expect", "upgrade", "request_id", "xff", "cookie", "idempotency_key",
         "started", "route", "service", "upstream", "conn", "tried", "head", "body",
         "body_sent", "kept", "received", "req_done", "status", "out_chunked", "sent_bytes",
-        "responded", "cancelled", "deadline", "sticky_hit", "tunnel", "holding",
+        "responded", "cancelled", "deadline", "sticky_hit", "tunnel", "holding", "hop",
     )
 
     def __init__(self, client: ClientConnection, started: float) -> None:
@@ -53,6 +53,8 @@ class Exchange:
         self.xff: bytes | None = None
         self.cookie: bytes | None = None
         self.idempotency_key = False
+        # Header names the client's Connection header makes hop-by-hop (rare: None if none).
+        self.hop: frozenset[bytes] | None = None
         self.route: RouteRuntime | None = None
         self.service: ServiceRuntime | None = None
         self.upstream: Upstream | None = None
@@ -115,8 +117,10 @@ class Exchange:
 
     def upstream_head(self, target: bytes) -> bytes:
         parts = [self.method, _SP, target, b" HTTP/1.1\r\n"]
+        hop = self.hop
         for name, value in self.headers:
-            parts += (name, _COLON, value, _CRLF)
+            if hop is None or name.lower() not in hop:
+                parts += (name, _COLON, value, _CRLF)
         ip = self.client.ip
         parts += (b"X-Forwarded-For: ", self.xff + b", " + ip if self.xff else ip, _CRLF,
                   b"X-Forwarded-Proto: http\r\nX-Request-ID: ", self.request_id, _CRLF)
