@@ -12,7 +12,9 @@ import pytest
 import yaml
 
 from surge.cli import main
+from surge.config import parse
 from surge.config.models_services import ScalingSpec
+from surge.errors import ConfigError
 from surge.scaling.kubernetes import render
 from surge.scaling.policy import PolicySpec
 
@@ -167,6 +169,11 @@ def test_the_config_model_renders_like_the_plain_dict():
         CONFIG["services"]["api"]["scaling"])
 
 
+def test_the_loaded_config_model_renders_exactly_like_its_yaml_dict():
+    model = parse(yaml.safe_dump(CONFIG), check_support=False)
+    assert render(model, image="app:1") == render(CONFIG, image="app:1")
+
+
 def test_a_schedule_is_reported_as_not_rendered():
     scaling = CONFIG["services"]["api"]["scaling"] | {"schedule": [{"cron": "0 8 * * *",
                                                                    "min": 4}]}
@@ -192,10 +199,17 @@ def test_surge_deploy_k8s_prints_a_multi_document_stream(tmp_path, capsys):
     assert len(list(yaml.safe_load_all(capsys.readouterr().out))) == 4
 
 
+def test_a_scaling_block_the_policy_refuses_is_reported_at_its_location():
+    service = CONFIG["services"]["api"] | {"scaling": {"min": 0, "max": 2,
+                                                       "target": {"cpu_percent": 70}}}
+    with pytest.raises(ConfigError, match=r"services\.api\.scaling\.min: 0 needs a queue"):
+        render({"services": {"api": service}}, image="app:1")
+
+
 def test_surge_deploy_k8s_reports_a_bad_scaling_block_with_status_2(tmp_path, capsys):
     broken = CONFIG["services"]["api"] | {"scaling": {"min": 3, "max": 1,
                                                       "target": {"cpu_percent": 70}}}
     config = tmp_path / "surge.yaml"
     config.write_text(yaml.safe_dump({"services": {"api": broken}}))
     assert main(["deploy", "k8s", str(config)]) == 2
-    assert "min <= max" in capsys.readouterr().err
+    assert "services.api.scaling.max" in capsys.readouterr().err

@@ -42,11 +42,13 @@ def register(subparsers: Any) -> None:
 def _deploy_k8s(args: argparse.Namespace) -> int:
     import yaml
 
+    from surge.config import load
     from surge.errors import ConfigError
     from surge.scaling.kubernetes import render
 
     try:
-        rendered = render(_read_config(Path(args.config)), image=args.image)
+        # Keys `surge up` cannot run yet do not stop a rendering that does not use them.
+        rendered = render(load(args.config, check_support=False), image=args.image)
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"{args.config}: {problem}", file=sys.stderr)
@@ -63,19 +65,6 @@ def _deploy_k8s(args: argparse.Namespace) -> int:
         path.write_text(yaml.safe_dump(obj, sort_keys=False))
         print(path)
     return 0
-
-
-def _read_config(path: Path) -> Any:
-    # TODO(config): switch to `surge.config.load` (validation, ${VAR} interpolation) once it
-    # lands; the renderer already reads the model and the plain-dict form alike.
-    import yaml
-
-    from surge.errors import ConfigError
-
-    try:
-        return yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError([str(exc)]) from exc
 
 
 def _load(args: argparse.Namespace) -> int:
