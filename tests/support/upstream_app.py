@@ -7,7 +7,7 @@ the environment: `UPSTREAM_SICK_FILE` (while that file exists `/healthz` answers
 
 Endpoints (every response carries `X-Upstream-Name`):
   GET /healthz        200 `ok`, or 503 `sick`
-  GET /name           the replica's name as text
+  GET|HEAD /name      the replica's name as text
   POST|PUT /echo      the request body streamed back chunk by chunk as it arrives
   GET /bytes/N        N bytes of `pattern(N)`, chunked, in 64 KiB pieces
   GET /slow?ms=N      waits N ms, then 200 `slow`
@@ -186,6 +186,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     simple = {
         ("GET", "/healthz"): healthz,
         ("GET", "/name"): name,
+        ("HEAD", "/name"): name,  # uvicorn sends the head only
         ("POST", "/echo"): echo,
         ("PUT", "/echo"): echo,
         ("GET", "/slow"): slow,
