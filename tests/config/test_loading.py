@@ -39,6 +39,19 @@ def test_only_true_and_false_are_booleans():
     assert config.routes[0].headers == {"X-Canary": "yes"}
 
 
+def test_anchors_under_x_keys_and_merge_keys_reuse_settings():
+    config = parse("""
+x-app: &app {upstreams: ['127.0.0.1:8101'], balance: random}
+services:
+  a: *app
+  b:
+    <<: *app
+    balance: round_robin
+""")
+    assert {name: s.balance for name, s in config.services.items()} == {
+        "a": "random", "b": "round_robin"}
+
+
 def test_numbers_are_accepted_where_strings_are_expected():
     config = parse(BASE.replace("service: api}", "service: api, headers: {X-Canary: 1}}"))
     assert config.routes[0].headers == {"X-Canary": "1"}

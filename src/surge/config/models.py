@@ -13,7 +13,15 @@ import difflib
 from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from surge.config.fields import (
     Address,
@@ -271,6 +279,9 @@ class Jobs(SurgeModel):
 class Config(SurgeModel):
     """A whole stack, as described by one surge.yaml."""
 
+    # Top-level keys starting with `x-` are free for YAML anchors (`x-defaults: &defaults`).
+    model_config = ConfigDict(json_schema_extra={"patternProperties": {"^x-": {}}})
+
     gateway: Gateway = Gateway()
     """The edge gateway."""
     state: str = "local"
@@ -289,10 +300,13 @@ class Config(SurgeModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _note_names(cls, data: Any, info: ValidationInfo) -> Any:
-        if isinstance(data, dict) and info.context is not None:
+    def _top_level(cls, data: Any, info: ValidationInfo) -> Any:
+        """Note the names defined for the references; drop the `x-` keys."""
+        if not isinstance(data, dict):
+            return data
+        if info.context is not None:
             info.context.update(_defined_names(data))
-        return data
+        return {key: value for key, value in data.items() if not str(key).startswith("x-")}
 
     @field_validator("state")
     @classmethod
