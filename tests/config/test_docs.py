@@ -95,3 +95,25 @@ def test_the_schema_refuses_an_unknown_key_as_the_models_do():
     validator = Draft202012Validator(json_schema())
     document = {"gateway": {"lisen": "127.0.0.1:8000"}}
     assert [list(e.path) for e in validator.iter_errors(document)] == [["gateway"]]
+
+
+def _yaml_blocks(text: str) -> list[str]:
+    return [block.split("```", 1)[0] for block in text.split("```yaml\n")[1:]]
+
+
+def test_every_yaml_example_in_the_doc_is_valid_except_the_one_showing_problems():
+    from surge.config import parse
+    from surge.errors import ConfigError
+
+    failing = []
+    for block in _yaml_blocks(DOC.read_text()):
+        try:
+            parse(block, env={"API_HOST": "10.0.0.2"}, check_support=False)
+        except ConfigError as error:
+            failing.append(error.problems)
+    assert failing == [[
+        "gateway.admin: environment variable 'ADMIN' is not set",
+        "gateway.workers: Input should be greater than or equal to 1",
+        "services.api.health.intervl: unknown key (did you mean 'interval'?)",
+        "routes[1].service: unknown service 'ap' (did you mean 'api'?)",
+    ]]
