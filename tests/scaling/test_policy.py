@@ -80,6 +80,11 @@ def test_a_spike_scales_up_in_one_step_to_the_needed_count_within_max_step(max_s
     assert run(policy, [700], current=2) == [expected]
 
 
+def test_a_max_step_of_zero_forbids_that_direction():
+    policy = Policy(spec(scale_up=Rule(0.0, parse_step(0))))
+    assert run(policy, [700, 700], current=2) == [2, 2]
+
+
 def test_a_spike_reaches_the_needed_count_in_successive_doublings():
     assert run(Policy(spec()), [700] * 4, current=1) == [2, 4, 8, 10]
 
@@ -224,6 +229,8 @@ def test_a_queue_worker_without_a_depth_reading_holds():
           "schedule": [{"cron": "0 8 * * *", "min": 3}]}, "above max"),
         ({"min": 1, "max": 2, "target": {"cpu_percent": 70},
           "scale_up": {"max_step": "lots"}}, "max_step"),
+        ({"min": 1, "max": 2, "target": {"cpu_percent": 70},
+          "scale_down": {"max_step": -1}}, "max_step"),
     ],
 )
 def test_an_unusable_scaling_block_is_a_config_error(config, problem):

@@ -56,7 +56,7 @@ class Step:
 
     def up_limit(self, current: int) -> int | None:
         changes = self._changes(current, up=True)
-        return current + max(1, max(changes)) if changes else None
+        return current + max(changes) if changes else None
 
     def down_limit(self, current: int) -> int | None:
         changes = self._changes(current, up=False)
@@ -66,7 +66,10 @@ class Step:
         changes = [self.pods] if self.pods is not None else []
         if self.percent is not None:
             scaled = current * self.percent / 100
-            changes.append(math.ceil(scaled) if up else math.floor(scaled))
+            if up:  # from zero, any percent allows one: the first job wakes a worker
+                changes.append(max(math.ceil(scaled), 1 if self.percent > 0 else 0))
+            else:
+                changes.append(math.floor(scaled))
         return changes
 
 
@@ -158,7 +161,8 @@ class PolicySpec:
 
 
 def parse_step(value: Any) -> Step:
-    """`"100%"` -> percent, `2` -> pods, a list of both -> whichever allows more."""
+    """`"100%"` -> percent, `2` -> pods, a list of both -> whichever allows more; 0 forbids
+    moving in that direction."""
     pods = percent = None
     for item in value if isinstance(value, list | tuple) else [value]:
         text = str(item).strip()
@@ -167,6 +171,8 @@ def parse_step(value: Any) -> Step:
                 percent = float(text[:-1])
             else:
                 pods = int(text)
+            if min(pods or 0, percent or 0) < 0:
+                raise ValueError(text)
         except ValueError:
             problem = f"scaling: max_step must be a count or a percent, got {item!r}"
             raise ConfigError([problem]) from None
