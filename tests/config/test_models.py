@@ -277,3 +277,12 @@ def test_hash_on_without_balance_hash_is_a_warning_not_an_error():
     assert parse(text).warnings() == [
         "services.api.hash_on: has no effect unless balance is 'hash' (balance is 'p2c')"]
     assert parse(text.replace("hash_on:", "balance: hash\n    hash_on:")).warnings() == []
+
+
+def test_a_route_that_repeats_an_earlier_match_is_a_warning():
+    text = BASE + ("  - {prefix: /a/, service: api, methods: [GET, POST]}\n"
+                   "  - {prefix: /a/, service: api, methods: [post, get]}\n"
+                   "  - {prefix: /a/, service: api, methods: [GET]}\n")
+    assert parse(text).warnings() == [
+        "routes[2]: matches the same requests as routes[1], which comes first, so it is never "
+        "chosen"]

@@ -164,6 +164,15 @@ class Route(SurgeModel):
             raise ValueError(f"must start with '/', got {value!r}")
         return value
 
+    def match_key(self) -> tuple:
+        """What the route matches on: two routes with equal keys match the same requests."""
+        return (
+            self.prefix, self.host,
+            None if self.methods is None else frozenset(self.methods),
+            None if self.headers is None else frozenset(
+                (name.lower(), value) for name, value in self.headers.items()),
+        )
+
     @field_validator("host")
     @classmethod
     def _lower(cls, value: str | None) -> str | None:
@@ -315,7 +324,14 @@ class Config(SurgeModel):
 
     def warnings(self) -> list[str]:
         """Keys that are valid but have no effect as written."""
-        return [w for name, s in self.services.items() for w in s.warnings(f"services.{name}")]
+        found = [w for name, s in self.services.items() for w in s.warnings(f"services.{name}")]
+        first: dict[tuple, int] = {}
+        for i, route in enumerate(self.routes):
+            j = first.setdefault(route.match_key(), i)
+            if j != i:
+                found.append(f"routes[{i}]: matches the same requests as routes[{j}], which "
+                             "comes first, so it is never chosen")
+        return found
 
 
 def _defined_names(data: dict) -> dict[str, set[str]]:
