@@ -1,0 +1,176 @@
+"""Bad input from either side gets a problem+json answer, is counted under its reason in
+`/metrics`, and leaves the gateway serving: malformed requests (400), heads too large (431),
+bodies too large (413), clients too slow with their head (cut off), upstreams that refuse (502),
+talk garbage (502) or do not answer in time (504)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from gateway.stack import (
+    Answer,
+    Wire,
+    assert_problem,
+    failed_count,
+    request,
+    service,
+    surge_yaml,
+)
+from support.processes import free_port
+
+pytestmark = pytest.mark.integration
+
+MAX_BODY = 64 * 1024
+
+
+class GarbageUpstream:
+    """A tiny raw server: reads a request, answers `garbage\\r\\n\\r\\n`, closes."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return  # closed: the test module is over
+            with conn:
+                conn.settimeout(2.0)
+                try:
+                    conn.recv(65536)
+                    conn.sendall(b"garbage\r\n\r\n")
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(2.0)
+
+
+@pytest.fixture(scope="module")
+def garbage() -> Iterator[GarbageUpstream]:
+    server = GarbageUpstream()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def gw(stack, garbage):
+    (good,) = stack.upstreams(1, names=["good"])
+    services = {"good": service([good]), "refusing": service([f"127.0.0.1:{free_port()}"]),
+                "garbage": service([garbage.address])}
+    routes = [{"prefix": "/", "service": "good"},
+              {"prefix": "/refusing/", "service": "refusing", "strip_prefix": True},
+              {"prefix": "/garbage/", "service": "garbage", "strip_prefix": True}]
+    return stack.gateway(surge_yaml(
+        services, routes, max_header_bytes="4KiB", max_body_bytes=MAX_BODY,
+        timeouts={"client_header": "1s", "upstream": "1s"}))
+
+
+def check_counted_problem(gw, reason: str, expected: int, answer: Callable[[], Answer]) -> dict:
+    """`answer()` gets a problem with status `expected`, counted once under `reason`, and a new
+    client is served normally afterwards."""
+    before = failed_count(gw.admin_url, reason)
+    got = answer()
+    document = assert_problem(got.status, got.header("content-type"), got.body, expected)
+    assert failed_count(gw.admin_url, reason) == before + 1
+    assert httpx.get(f"{gw.url}/name", timeout=5).text == "good"
+    return document
+
+
+def raw(gw, data: bytes) -> Answer:
+    with Wire(gw.listen) as wire:
+        wire.send(data)
+        return wire.answer()
+
+
+def test_a_malformed_request_line_gets_400(gw):
+    check_counted_problem(gw, "bad_request", 400, lambda: raw(gw, b"NOT AN HTTP REQUEST\r\n\r\n"))
+
+
+def test_a_malformed_header_line_gets_400(gw):
+    check_counted_problem(gw, "bad_request", 400, lambda: raw(
+        gw, b"GET /name HTTP/1.1\r\nHost: t\r\nno colon here\r\n\r\n"))
+
+
+def test_a_head_over_max_header_bytes_gets_431(gw):
+    check_counted_problem(gw, "header_too_large", 431, lambda: raw(
+        gw, request("GET", "/name", {"X-Big": "x" * 5000})))
+
+
+def test_a_declared_body_over_max_body_bytes_gets_413_before_it_is_sent(gw):
+    def answer() -> Answer:
+        with Wire(gw.listen) as wire:
+            wire.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n"
+                      % (MAX_BODY + 1))
+            return wire.answer()
+
+    check_counted_problem(gw, "body_too_large", 413, answer)
+
+
+def test_a_chunked_body_growing_over_max_body_bytes_gets_413(gw):
+    def answer() -> Answer:
+        with Wire(gw.listen) as wire:
+            # /record answers only after the whole body: the 413 is the first answer.
+            wire.send(b"POST /record HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+            piece = b"%x\r\n%s\r\n" % (16384, b"x" * 16384)
+            try:
+                for _ in range(MAX_BODY // 16384 + 4):
+                    wire.send(piece)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the gateway stopped reading once it answered
+            return wire.answer()
+
+    check_counted_problem(gw, "body_too_large", 413, answer)
+
+
+def test_a_client_sending_its_head_too_slowly_is_cut_off_while_others_are_served(gw):
+    before = failed_count(gw.admin_url, "client_header_timeout")
+    started = time.monotonic()
+    with Wire(gw.listen) as slow, httpx.Client(base_url=gw.url, timeout=5) as other:
+        head = b"GET /name HTTP/1.1\r\nHost: t\r\nX-Slow: 1\r\n"
+        cut_off = False
+        for byte in head:
+            try:
+                slow.send(bytes([byte]))
+            except (BrokenPipeError, ConnectionResetError):
+                cut_off = True
+                break
+            assert other.get("/name").text == "good"   # served while the slow one dawdles
+            if slow.closed_by_peer(within=0.1):
+                cut_off = True
+                break
+        assert cut_off, "the slow client was never cut off"
+    elapsed = time.monotonic() - started
+    assert 0.9 <= elapsed < 3.0, elapsed
+    assert failed_count(gw.admin_url, "client_header_timeout") == before + 1
+    assert slow.buffer.startswith(b"HTTP/1.1 408 "), slow.buffer   # told why, then closed
+    assert b"application/problem+json" in slow.buffer
+
+
+def test_an_upstream_that_refuses_connections_gets_502(gw):
+    document = check_counted_problem(gw, "connect_failed", 502, lambda: raw(
+        gw, request("GET", "/refusing/name")))
+    assert "refusing" in document["detail"]
+
+
+def test_an_upstream_that_answers_garbage_gets_502(gw):
+    check_counted_problem(gw, "upstream_garbage", 502, lambda: raw(
+        gw, request("GET", "/garbage/name")))
+
+
+def test_an_upstream_that_does_not_answer_within_the_upstream_timeout_gets_504(gw):
+    started = time.monotonic()
+    check_counted_problem(gw, "upstream_timeout", 504, lambda: raw(
+        gw, request("GET", "/slow?ms=3000")))
+    assert time.monotonic() - started < 2.5  # cut at the 1s timeout, not after 3s
