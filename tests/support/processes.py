@@ -271,7 +271,7 @@ class GatewayProcess(ManagedProcess):
         return f"http://{self.admin}"
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
-        """Return once the admin `/healthz` answers 200 (the gateway then serves)."""
+        """Return once the admin `/healthz` answers 200 and the first listener accepts."""
         deadline = time.monotonic() + timeout
         last = "no answer yet"
         with httpx.Client(timeout=1.0) as client:
@@ -280,7 +280,7 @@ class GatewayProcess(ManagedProcess):
                     raise self.fail(f"exited with {self.proc.returncode} before becoming ready")
                 try:
                     response = client.get(f"{self.admin_url}/healthz")
-                    if response.status_code == 200:
+                    if response.status_code == 200 and port_open(*_dialable(self.listen)):
                         return
                     last = f"admin /healthz answered {response.status_code}"
                 except httpx.TransportError as exc:
@@ -292,6 +292,13 @@ class GatewayProcess(ManagedProcess):
     def reload(self) -> None:
         """SIGHUP: re-read the config file (write the new text to `config_path` first)."""
         self.send_signal(signal.SIGHUP)
+
+
+def _dialable(address: str) -> tuple[str, int]:
+    """`host:port` of a listener as a client dials it (a wildcard host means loopback)."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    return {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host), int(port)
 
 
 @functools.cache
