@@ -1,6 +1,6 @@
 """Cost of one balancer pick, the per-request decision of the proxy step.
 
-    .venv/bin/python bench/balancers.py [--repeat 5] [--number 200000]
+    .venv/bin/python bench/balancers.py [--repeat 15] [--number 50000]
 
 For each balancer and 3 and 30 upstreams (mixed weights 1-3, random in-flight counts and
 latencies, no slow start): nanoseconds per `pick(now)` (the hash balancer gets a client-IP
@@ -37,8 +37,8 @@ def nanoseconds(statement: str, scope: dict, repeat: int, number: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--number", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--number", type=int, default=50_000)
     args = parser.parse_args()
     print(f"# {' '.join(['.venv/bin/python', *sys.argv])}")
     print(f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, Python {platform.python_version()}, "
