@@ -68,7 +68,7 @@ def _deploy_k8s(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> int:
-    import asyncio
+    import uvloop
 
     from surge.config.units import parse_duration
     from surge.errors import ConfigError
@@ -85,7 +85,7 @@ def _load(args: argparse.Namespace) -> int:
     run = LoadRun(args.url, profile, duration=duration, connections=args.connections,
                   timeout=timeout, admin=args.admin, on_second=print_live_line)
     try:
-        result = asyncio.run(run.run())
+        result = uvloop.run(run.run())
     except KeyboardInterrupt:  # an open-ended profile stops here: still show the summary
         result = run.result
     print_summary(result)

@@ -1,8 +1,9 @@
 """The engine of `surge load`: an open-model HTTP load generator on asyncio. Requests become
 due on the profile's schedule whatever the answers; a pool of keep-alive HTTP/1.1 connections
 (raw sockets, httptools' response parser) sends them. Latency is measured from when a request
-was due, so a slow server cannot hide its queueing (no coordinated omission); a request sent
-more than `LATE_AFTER` after it was due is counted late.
+was due (on `time.perf_counter`: uvloop's clock ticks in whole milliseconds), so a slow
+server cannot hide its queueing (no coordinated omission); a request sent more than
+`LATE_AFTER` after it was due is counted late.
 
 Each second a `Second` (target and achieved rate, p50/p95/p99, errors by kind, replicas) goes
 to `on_second`; the run ends with a `Result`. Printing both is at the bottom."""
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -126,8 +128,7 @@ class LoadRun:
         self._stopping = False
 
     async def run(self) -> Result:
-        loop = asyncio.get_running_loop()
-        self._start = loop.time()
+        self._start = time.perf_counter()
         workers = [asyncio.create_task(self._worker()) for _ in range(self.connections)]
         reporter = asyncio.create_task(self._report_every_second())
         try:
@@ -138,14 +139,13 @@ class LoadRun:
             for task in (*workers, reporter):
                 task.cancel()
             await asyncio.gather(*workers, reporter, return_exceptions=True)
-            self.result.duration = loop.time() - self._start
+            self.result.duration = time.perf_counter() - self._start
         return self.result
 
     async def _schedule(self) -> None:
         """Release requests as they fall due: the profile's cumulative count decides."""
-        loop = asyncio.get_running_loop()
         while True:
-            elapsed = loop.time() - self._start
+            elapsed = time.perf_counter() - self._start
             if self.duration is not None and elapsed >= self.duration:
                 elapsed = self.duration
             due = math.floor(self.profile.sent_by(elapsed) + 1e-9)
@@ -158,12 +158,11 @@ class LoadRun:
 
     async def _worker(self) -> None:
         connection = Connection(self.host, self.port, self.head)
-        loop = asyncio.get_running_loop()
         try:
             while True:
                 due_at = await self._queue.get()
                 try:
-                    await self._send(connection, due_at, loop.time())
+                    await self._send(connection, due_at, time.perf_counter())
                 finally:
                     self._queue.task_done()
         finally:
@@ -182,7 +181,7 @@ class LoadRun:
         if status >= 400:
             self._fail(str(status))
             return
-        latency = asyncio.get_running_loop().time() - due_at
+        latency = time.perf_counter() - due_at
         self.result.ok += 1
         self.result.latencies.append(latency)
         self._second_latencies.append(latency)
@@ -192,10 +191,9 @@ class LoadRun:
         self._second_errors[kind] += 1
 
     async def _report_every_second(self) -> None:
-        loop = asyncio.get_running_loop()
         tick = 1
         while True:
-            await asyncio.sleep(max(0.0, self._start + tick - loop.time()))
+            await asyncio.sleep(max(0.0, self._start + tick - time.perf_counter()))
             latencies, self._second_latencies = sorted(self._second_latencies), []
             errors, self._second_errors = self._second_errors, Counter()
             replicas = await read_replicas(self.admin) if self.admin else "-"
