@@ -1,21 +1,28 @@
 -- One rate limit decision for one key, atomically, on Redis server time.
 -- Mirrors surge/ratelimit/algorithms.py; placeholders (__EPOCH__, ...) are filled in by
--- redis_store.py. KEYS[1]: the key's hash. ARGV: algorithm, cost, max_delay, ttl_ms, n,
--- then n x (field, limit, period). Reply: {allowed, remaining, reset_us, retry_us (or
--- __NEVER__), index (0-based), delay_us}.
+-- redis_store.py. KEYS[1]: the key's hash. ARGV[1]: the policy, space-separated: algorithm,
+-- max_delay, ttl_ms, n, then n x (field, limit, period); ARGV[2]: the cost. Reply, one status
+-- line (the cheapest reply to send and parse): "allowed remaining reset_us retry_us index
+-- delay_us", retry_us being __NEVER__ when the request can never pass, index 0-based.
 local t = redis.call('TIME')
 local now = (tonumber(t[1]) - __EPOCH__) + tonumber(t[2]) / 1000000
-local alg, cost, max_delay = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local ttl, n = tonumber(ARGV[4]), tonumber(ARGV[5])
+local spec = {}
+for word in string.gmatch(ARGV[1], '%S+') do spec[#spec + 1] = word end
+local alg, max_delay, ttl, n = spec[1], tonumber(spec[2]), tonumber(spec[3]), tonumber(spec[4])
+local cost = tonumber(ARGV[2])
 local EPS = __EPSILON__
 local fields, limits, periods = {}, {}, {}
 for i = 1, n do
-  fields[i] = ARGV[3 * i + 3]; limits[i] = tonumber(ARGV[3 * i + 4])
-  periods[i] = tonumber(ARGV[3 * i + 5])
+  fields[i] = spec[3 * i + 2]; limits[i] = tonumber(spec[3 * i + 3])
+  periods[i] = tonumber(spec[3 * i + 4])
 end
 local raw = redis.call('HMGET', KEYS[1], unpack(fields))
 local function fmt(x) return string.format('%.17g', x) end
 local function us(x) return math.ceil(x * 1000000 - 0.5) end
+local function reply(allowed, left, reset_us, retry_us, index, delay_us)
+  return redis.status_reply(string.format('%d %d %d %d %d %d',
+    allowed, left, reset_us, retry_us, index, delay_us))
+end
 
 local function write(entries)
   local args = {}
@@ -34,17 +41,17 @@ if alg == 'shaping' then
   end
   local delay = depart - now
   if delay > max_delay + EPS then
-    return {0, 0, us(delay), us(delay - max_delay), idx - 1, 0}
+    return reply(0, 0, us(delay), us(delay - max_delay), idx - 1, 0)
   end
   if cost == 0 then
-    return {1, math.floor((max_delay - delay) / slow + EPS) + 1, us(delay), 0, idx - 1, us(delay)}
+    return reply(1, math.floor((max_delay - delay) / slow + EPS) + 1, us(delay), 0, idx - 1, us(delay))
   end
   local queued = delay + cost * slow
   local left = math.max(0, math.floor((max_delay - queued) / slow + EPS) + 1)
   local entries = {}
   for i = 1, n do entries[i] = fmt(depart + cost * periods[i] / limits[i]) end
   write(entries)
-  return {1, left, us(queued), 0, idx - 1, us(delay)}
+  return reply(1, left, us(queued), 0, idx - 1, us(delay))
 end
 
 local function gcra(s, limit, period)
@@ -126,6 +133,6 @@ for i = 1, n do
     best_left, best_reset, best_i = left, reset, i - 1
   end
 end
-if not allowed then return {0, best_left, us(best_reset), retry, best_i, 0} end
+if not allowed then return reply(0, best_left, us(best_reset), retry, best_i, 0) end
 if cost > 0 then write(entries) end
-return {1, best_left, us(best_reset), 0, best_i, 0}
+return reply(1, best_left, us(best_reset), 0, best_i, 0)

@@ -10,6 +10,7 @@ slot; its fields hold one entry per limit. The Lua mirrors `algorithms` line for
 
 from __future__ import annotations
 
+import asyncio
 import math
 from importlib import resources
 from typing import Any
@@ -42,42 +43,92 @@ def redis_key(namespace: str, key: str) -> str:
 class RedisStore(Store):
     """Rate limit state in Redis (`redis://host:port/db`). Every call is bounded by
     `timeout` seconds; a Redis that is down or slow raises StoreError, and the next call
-    after it comes back simply works (connections and the script are re-established)."""
+    after it comes back simply works (connections and the script are re-established).
+
+    Concurrent decisions share the wire: while one call is out, the calls that arrive meanwhile
+    are sent together as one pipeline (each still a single EVALSHA and a single round trip),
+    which is what lets one process keep up with hundreds of concurrent requests."""
 
     def __init__(self, url: str, *, timeout: float = 0.25, max_connections: int = 64) -> None:
         self.url = url
         self.timeout = timeout
-        self.client = aioredis.Redis.from_url(
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=max_connections,
+            timeout=timeout,  # waiting for a free connection is bounded too
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
-            max_connections=max_connections,
         )
+        self.client = aioredis.Redis(connection_pool=pool)
         self._sha: str | None = None
-        self._args: dict[Policy, tuple[Any, ...]] = {}  # per policy: the script's fixed ARGV
+        self._specs: dict[Policy, bytes] = {}  # per policy: the script's ARGV[1]
+        self._in_flight = 0  # calls sent and not yet answered
+        self._queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._senders: set[asyncio.Task[None]] = set()
 
     async def hit(
         self, namespace: str, key: str, policy: Policy, cost: int, now: float
     ) -> Decision:
-        args = self._args.get(policy) or self._policy_args(policy)
+        spec = self._specs.get(policy) or self._spec(policy)
+        rkey = redis_key(namespace, key)
         try:
             try:
-                reply = await self.client.execute_command(
-                    "EVALSHA", self._sha or await self._load(), 1, redis_key(namespace, key),
-                    args[0], cost, *args[1:],
+                reply = await self._execute(
+                    "EVALSHA", self._sha or await self._load(), 1, rkey, spec, cost
                 )
-            except NoScriptError:
+            except NoScriptError:  # Redis restarted or flushed its scripts
                 self._sha = None
-                reply = await self.client.execute_command(
-                    "EVALSHA", await self._load(), 1, redis_key(namespace, key),
-                    args[0], cost, *args[1:],
-                )
+                reply = await self._execute("EVALSHA", await self._load(), 1, rkey, spec, cost)
         except (TimeoutError, RedisError, OSError) as exc:
             raise StoreError(f"redis rate limit store {self.url}: {exc}") from exc
-        allowed, remaining, reset_us, retry_us, index, delay_us = reply
+        allowed, remaining, reset_us, retry_us, index, delay_us = map(int, reply.split())
         retry = math.inf if retry_us == NEVER else retry_us / 1e6
         return Decision(bool(allowed), remaining, reset_us / 1e6, retry, index, delay_us / 1e6)
+
+    async def _execute(self, *command: Any) -> Any:
+        """One command: sent alone when nothing else is out, else batched with its peers."""
+        if not self._in_flight:
+            self._in_flight += 1
+            try:
+                return await self.client.execute_command(*command)
+            finally:
+                self._in_flight -= 1
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append((command, future))
+        if len(self._queue) == 1:  # first of this loop turn: flush once every peer had its say
+            asyncio.get_running_loop().call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        batch, self._queue = self._queue, []
+        self._in_flight += len(batch)
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        self._senders.add(task)
+        task.add_done_callback(self._senders.discard)
+
+    async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for command, _ in batch:
+                pipe.execute_command(*command)
+            replies = await pipe.execute(raise_on_error=False)
+        except BaseException as exc:  # the whole batch failed: each caller gets the error
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        finally:
+            self._in_flight -= len(batch)
+        for (_, future), reply in zip(batch, replies, strict=True):
+            if future.done():  # its caller gave up (cancelled)
+                continue
+            if isinstance(reply, Exception):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
 
     async def reset(self, namespace: str, key: str) -> None:
         try:
@@ -92,13 +143,15 @@ class RedisStore(Store):
         self._sha = await self.client.script_load(SCRIPT)
         return self._sha
 
-    def _policy_args(self, policy: Policy) -> tuple[Any, ...]:
+    def _spec(self, policy: Policy) -> bytes:
+        """The policy as the script reads it, encoded once."""
         longest = max(r.period for r in policy.rates)
         max_delay = policy.max_delay if isinstance(policy, Shaping) else 0.0
         ttl_ms = math.ceil((2 * longest + max_delay) * 1000)
-        triples: list[Any] = []
+        words: list[Any] = [policy.algorithm, repr(max_delay), ttl_ms, len(policy.rates)]
         for rate in policy.rates:
-            triples += [f"{policy.algorithm}:{rate.limit}:{rate.period:g}", rate.limit, rate.period]
-        args = (policy.algorithm, max_delay, ttl_ms, len(policy.rates), *triples)
-        self._args[policy] = args
-        return args
+            words += [f"{policy.algorithm}:{rate.limit}:{rate.period:g}", rate.limit,
+                      repr(rate.period)]
+        spec = " ".join(map(str, words)).encode()
+        self._specs[policy] = spec
+        return spec
