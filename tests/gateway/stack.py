@@ -32,7 +32,7 @@ def service(fleet: Sequence[UpstreamProcess | str], **options: Any) -> dict[str,
 
 def fast_health(**overrides: Any) -> dict[str, Any]:
     """Health checks quick enough for a test: verdicts within a few hundred milliseconds."""
-    return {"path": "/healthz", "interval": "100ms", "timeout": "100ms", "rise": 2, "fall": 2,
+    return {"path": "/healthz", "interval": "200ms", "timeout": "200ms", "rise": 2, "fall": 2,
             **overrides}
 
 
