@@ -3,6 +3,8 @@ across sections, reported at the exact key that holds the problem."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -96,7 +98,8 @@ def test_a_model_is_frozen():
 
 
 def test_a_config_round_trips_through_its_dump():
-    config = parse(open("tests/config/fixtures/config_md.yaml").read(), check_support=False)
+    fixture = Path(__file__).parent / "fixtures" / "config_md.yaml"
+    config = parse(fixture.read_text(), check_support=False)
     again = Config.model_validate(config.model_dump(mode="json"), context={})
     assert again == config
 
