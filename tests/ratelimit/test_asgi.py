@@ -133,3 +133,16 @@ def test_an_unknown_plan_on_the_decorator_fails_at_setup():
 
     with pytest.raises(ConfigError, match="unknown plan"):
         rate_limit(limiter, plan="gold")
+
+
+async def test_an_endpoint_limit_inside_the_middleware_reports_its_own_headers():
+    limiter = Limiter(RateLimitSettings.from_config(SECTION))
+
+    @rate_limit(limiter, plan="premium", cost=2)
+    async def expensive(request):
+        return JSONResponse({"ok": True})
+
+    app = RateLimitMiddleware(Starlette(routes=[Route("/expensive", expensive)]), limiter)
+    async with client_for(app) as client:
+        answer = await client.get("/expensive")
+    assert answer.headers.get_list("RateLimit") == ['"premium";r=4;t=20']

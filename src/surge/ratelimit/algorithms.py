@@ -167,24 +167,24 @@ class Gcra(StepPolicy):
 
 
 def _single_gcra(rate: Rate) -> Callable[[Any, float, int], tuple[Decision, Any]]:
-    """`gcra_step` for one limit as a closure over its constants (no attribute lookups)."""
+    """`gcra_step` for one limit as a closure: constants and builtins are bound as locals,
+    which is worth a third of the time of a call here."""
     period = rate.period
     limit = rate.limit
     interval = period / limit
+    eps, inf, new, decision, as_int, real = EPSILON, math.inf, _new, Decision, int, float
 
     def decide(tat: Any, now: float, cost: int = 1) -> tuple[Decision, Any]:
-        if tat is None or tat.__class__ is not float or tat < now:
+        if tat.__class__ is not real or tat < now:  # never seen (None), or a full bucket
             tat = now
         new_tat = tat + cost * interval
         earliest = new_tat - period
-        if earliest > now + EPSILON:
-            retry = earliest - now if cost <= limit else math.inf
-            left = int((period - (tat - now)) / interval + EPSILON)
-            return _new(Decision, (False, left, tat - now, retry, 0, 0.0)), None
-        left = int((now - earliest) / interval + EPSILON)
-        return _new(Decision, (True, left, new_tat - now, 0.0, 0, 0.0)), (
-            new_tat if cost else None
-        )
+        if earliest > now + eps:
+            retry = earliest - now if cost <= limit else inf
+            left = as_int((period - (tat - now)) / interval + eps)
+            return new(decision, (False, left, tat - now, retry, 0, 0.0)), None
+        left = as_int((now - earliest) / interval + eps)
+        return new(decision, (True, left, new_tat - now, 0.0, 0, 0.0)), (new_tat if cost else None)
 
     return decide
 

@@ -93,7 +93,10 @@ class RateLimitMiddleware:
 
         async def send_with_headers(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *extra]
+                headers = list(message.get("headers", ()))
+                # an endpoint's own (decorator) limit is the more specific one: keep it
+                if not any(name.lower() == b"ratelimit" for name, _ in headers):
+                    message["headers"] = [*headers, *extra]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
