@@ -1,0 +1,104 @@
+"""Processes and lifecycle: SIGTERM drains (the request in flight finishes, new connections are
+refused, the process exits 0 within `drain`), and `workers: 2` runs two supervised gateway
+processes on one port, replacing one that is killed while requests keep succeeding.
+
+Which process served a request shows in its `X-Request-ID`: generated ids start with a random
+prefix per process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+
+import httpx
+import psutil
+import pytest
+
+from gateway.stack import Wire, eventually, metric, request, service, surge_yaml, upstream_views
+
+pytestmark = pytest.mark.integration
+
+ROUTES = [{"prefix": "/", "service": "app"}]
+
+
+def refuses_connections(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=0.5):
+            return False
+    except ConnectionRefusedError:
+        return True
+
+
+def test_sigterm_lets_the_request_in_flight_finish_refuses_new_ones_and_exits_0(
+        upstreams, gateway):
+    (a,) = upstreams(1, names=["a"])
+    gw = gateway(surge_yaml({"app": service([a])}, ROUTES, drain="5s"))
+    answers: list[httpx.Response] = []
+    slow = threading.Thread(target=lambda: answers.append(
+        httpx.get(f"{gw.url}/slow?ms=1500", timeout=10)))
+    with Wire(gw.listen) as idle:
+        idle.send(request("GET", "/name"))
+        assert idle.answer().body == b"a"   # now an idle keep-alive connection
+        slow.start()
+        eventually(lambda: upstream_views(gw.admin_url, "app")[a.address]["inflight"] == 1,
+                   what="the slow request in flight")
+        stopped_at = time.monotonic()
+        gw.send_signal(signal.SIGTERM)
+        assert idle.closed_by_peer(within=1.0), "an idle connection stays open while draining"
+    eventually(lambda: refuses_connections(gw.listen), timeout=1.0,
+               what="new connections refused")
+    slow.join(5)
+    assert answers and answers[0].status_code == 200 and answers[0].text == "slow"
+    assert gw.proc.wait(timeout=5) == 0
+    assert time.monotonic() - stopped_at < 5.0, "it waited for the whole drain period"
+
+
+def worker_pids(gw) -> set[int]:
+    """The live worker processes under the master (a killed one not yet reaped is a zombie)."""
+    pids = set()
+    for child in psutil.Process(gw.pid).children():
+        try:
+            if "surge.gateway.run" in " ".join(child.cmdline()):
+                pids.add(child.pid)
+        except psutil.Error:   # a zombie or gone
+            pass
+    return pids
+
+
+def serving_processes(url: str, requests: int) -> set[str]:
+    """The process prefixes of the ids of `requests` answers, each on a new connection."""
+    prefixes = set()
+    for _ in range(requests):
+        response = httpx.get(f"{url}/name", headers={"Connection": "close"}, timeout=5)
+        assert response.status_code == 200, response.text
+        prefixes.add(response.headers["x-request-id"].rsplit("-", 1)[0])
+    return prefixes
+
+
+def gather(prefixes: set[str], url: str) -> set[str]:
+    """`prefixes` with those of 20 more answers added."""
+    prefixes |= serving_processes(url, 20)
+    return prefixes
+
+
+def test_two_workers_both_serve_and_a_killed_one_is_replaced(upstreams, gateway):
+    (a,) = upstreams(1, names=["a"])
+    gw = gateway(surge_yaml({"app": service([a])}, ROUTES, workers=2))
+    eventually(lambda: len(worker_pids(gw)) == 2, what="two worker processes")
+    pids = worker_pids(gw)
+    seen: set[str] = set()
+    eventually(lambda: len(gather(seen, gw.url)) == 2, what="answers from both workers")
+    eventually(lambda: all(metric(gw.admin_url, "surge_requests_total", worker=w) > 0
+                           for w in ("0", "1")), what="admin metrics labelled by worker")
+
+    victim = min(pids)
+    os.kill(victim, signal.SIGKILL)
+    assert len(serving_processes(gw.url, 30)) == 1   # the survivor serves meanwhile, no errors
+    eventually(lambda: len(worker_pids(gw)) == 2 and victim not in worker_pids(gw),
+               what="the killed worker replaced")
+    after: set[str] = set()
+    eventually(lambda: bool(gather(after, gw.url) - seen), what="answers from the replacement")
