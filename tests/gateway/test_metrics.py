@@ -1,0 +1,86 @@
+"""The admin `/metrics` of a running gateway: requests by route, service and status class, the
+duration histogram, failures by reason, and the upstream gauges (health, ejection, in flight,
+pool connections), all in valid Prometheus text."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.stack import eventually, metric, service, surge_yaml
+
+pytestmark = pytest.mark.integration
+
+LABELS = {"route": "/api/", "service": "app"}
+
+
+@pytest.fixture(scope="module")
+def fleet(stack):
+    return stack.upstreams(2)
+
+
+@pytest.fixture(scope="module")
+def gw(stack, fleet):
+    gateway = stack.gateway(surge_yaml({"app": service(fleet)},
+                                       [{"prefix": "/api/", "service": "app",
+                                         "strip_prefix": True}]))
+    with httpx.Client(base_url=gateway.url, timeout=5) as client:
+        for path, times in (("/api/name", 5), ("/api/status/404", 3), ("/api/status/503", 2),
+                            ("/elsewhere", 1)):
+            for _ in range(times):
+                client.get(path)
+    return gateway
+
+
+def samples(admin_url: str) -> dict[str, list]:
+    text = httpx.get(f"{admin_url}/metrics").text
+    return {family.name: family.samples for family in text_string_to_metric_families(text)}
+
+
+def test_requests_are_counted_by_route_service_and_status_class(gw):
+    def count(code: str) -> float:
+        return metric(gw.admin_url, "surge_requests_total", code=code, **LABELS)
+    assert (count("2xx"), count("4xx"), count("5xx")) == (5, 3, 2)
+
+
+def test_the_duration_histogram_has_cumulative_buckets_ending_at_the_count(gw):
+    histogram = samples(gw.admin_url)["surge_request_duration_seconds"]
+    buckets = [s for s in histogram if s.name.endswith("_bucket") and s.labels["route"] == "/api/"]
+    counts = [s.value for s in buckets]
+    assert counts == sorted(counts) and len(counts) > 5
+    assert buckets[-1].labels["le"] == "+Inf" and counts[-1] == 10
+    assert metric(gw.admin_url, "surge_request_duration_seconds_count", **LABELS) == 10
+    assert metric(gw.admin_url, "surge_request_duration_seconds_sum", **LABELS) > 0
+
+
+def test_requests_the_gateway_answers_itself_are_counted_by_reason(gw):
+    assert metric(gw.admin_url, "surge_requests_failed_total", reason="no_route") == 1
+    # An upstream's own 5xx is its answer, not a gateway failure.
+    assert metric(gw.admin_url, "surge_requests_failed_total") == 1
+
+
+def test_every_upstream_has_health_ejection_inflight_and_pool_gauges(gw, fleet):
+    for upstream in fleet:
+        key = {"service": "app", "upstream": upstream.address}
+        assert metric(gw.admin_url, "surge_upstream_healthy", **key) == 1
+        assert metric(gw.admin_url, "surge_upstream_ejected", **key) == 0
+        assert metric(gw.admin_url, "surge_upstream_inflight", **key) == 0
+    assert metric(gw.admin_url, "surge_upstream_pool_connections", state="open") >= 1
+    assert metric(gw.admin_url, "surge_upstream_pool_connections", state="idle") >= 1
+    names = samples(gw.admin_url)
+    for family in ("surge_upstream_ejections", "surge_retries", "surge_pending_requests",
+                   "surge_client_connections"):
+        assert family in names, sorted(names)
+
+
+def test_the_inflight_gauge_counts_a_request_while_it_is_under_way(gw):
+    slow = threading.Thread(target=httpx.get, args=(f"{gw.url}/api/slow?ms=800",),
+                            kwargs={"timeout": 5})
+    slow.start()
+    eventually(lambda: metric(gw.admin_url, "surge_upstream_inflight", service="app") == 1,
+               what="one request in flight")
+    slow.join(5)
+    assert metric(gw.admin_url, "surge_upstream_inflight", service="app") == 0
