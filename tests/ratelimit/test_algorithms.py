@@ -116,7 +116,7 @@ def test_a_request_rejected_by_the_hourly_limit_consumes_nothing_from_the_per_se
 def test_multi_limit_reports_the_limit_closest_to_exhaustion():
     policy = Gcra([PER_SECOND, Rate(4, 3600.0)])
     decision, _ = policy.decide(None, 0.0, 1)
-    assert (decision.index, decision.remaining) == (1, 3)
+    assert (decision.tightest, decision.remaining) == (1, 3)
 
 
 def test_multi_limit_retry_after_waits_for_every_rejecting_limit():

@@ -26,15 +26,16 @@ EPSILON = 1e-7
 
 
 class Decision(NamedTuple):
-    """The answer for one request. `remaining`, `reset_after` and `index` describe the limit
-    closest to exhaustion (the one a client should pace itself by); times are in seconds;
+    """The answer for one request. `remaining` and `reset_after` describe the limit
+    closest to exhaustion (the one a client should pace itself by), `tightest` says which;
+    times are in seconds;
     `retry_after` is inf when the request can never pass (cost above the limit)."""
 
     allowed: bool
     remaining: int
     reset_after: float  # until that limit is fully restored
     retry_after: float  # 0 when allowed; otherwise until the same request could pass
-    index: int = 0  # which of the key's limits the figures above describe
+    tightest: int = 0  # which of the key's limits the figures above describe (its index)
     delay: float = 0.0  # shaping only: how long to hold the request before serving it
 
 
@@ -42,22 +43,22 @@ State = tuple[Any, ...]
 _new = tuple.__new__  # builds a Decision without NamedTuple's keyword handling (hot path)
 
 
-def gcra_step(tat: float | None, rate: Rate, now: float, cost: int) -> tuple:
+def gcra_step(entry: Any, rate: Rate, now: float, cost: int) -> tuple:
     """Generic cell rate algorithm: a bucket of `limit` tokens refilled one per interval.
     Returns (allowed, new_entry, remaining, reset_after, retry_after)."""
     interval = rate.period / rate.limit
-    base = tat if tat is not None and tat > now else now
+    base = entry if entry is not None and entry > now else now
     new_tat = base + cost * interval
     earliest = new_tat - rate.period  # when this request would conform
     if earliest > now + EPSILON:
         available = int((rate.period - (base - now)) / interval + EPSILON)
         retry = earliest - now if cost <= rate.limit else math.inf
-        return False, tat, available, base - now, retry
+        return False, entry, available, base - now, retry
     remaining = int((now - earliest) / interval + EPSILON)
     return True, new_tat, remaining, new_tat - now, 0.0
 
 
-def fixed_window_step(entry: tuple | None, rate: Rate, now: float, cost: int) -> tuple:
+def fixed_window_step(entry: Any, rate: Rate, now: float, cost: int) -> tuple:
     """At most `limit` per window of `period` seconds aligned on multiples of the period."""
     window = now // rate.period
     count = entry[1] if entry is not None and entry[0] == window else 0
@@ -69,7 +70,7 @@ def fixed_window_step(entry: tuple | None, rate: Rate, now: float, cost: int) ->
     return True, (window, count), rate.limit - count, reset, 0.0
 
 
-def sliding_window_step(entry: tuple | None, rate: Rate, now: float, cost: int) -> tuple:
+def sliding_window_step(entry: Any, rate: Rate, now: float, cost: int) -> tuple:
     """Sliding window counter: the previous window's count weighted by its overlap."""
     period = rate.period
     window = now // period
@@ -160,7 +161,7 @@ class Gcra(StepPolicy):
     def __init__(self, rates: tuple[Rate, ...] | list[Rate]) -> None:
         super().__init__(rates)
         if len(self.rates) == 1:
-            self.decide = _single_gcra(self.rates[0])  # type: ignore[method-assign]
+            self.decide = _single_gcra(self.rates[0])  # type: ignore[method-assign,assignment]
 
     def expires_at(self, state: Any) -> float:
         return state if state.__class__ is float else max(state)

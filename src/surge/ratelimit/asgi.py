@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from surge.errors import RateLimited, Unauthorized
@@ -19,7 +19,7 @@ from surge.ratelimit.identity import Identifier
 from surge.ratelimit.limiter import Limiter
 from surge.ratelimit.registry import KeyRegistry
 
-Scope = dict[str, Any]
+Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
 # A custom identity: from the ASGI scope to the identity string (plan: the default one)
 IdentifyFn = Callable[[Scope], str]
@@ -57,9 +57,9 @@ class Guard:
         decision = await self.limiter.hit(prefix + identity, plan, self.cost)
         headers = self.limiter.headers(decision, plan)
         if not decision.allowed:
-            error = RateLimited()
+            limited = RateLimited()
             detail = f"rate limit of plan '{plan or self.limiter.default_plan}' exceeded"
-            return decision, (error.status, headers, error_document(error, detail))
+            return decision, (limited.status, headers, error_document(limited, detail))
         if decision.delay:
             await asyncio.sleep(decision.delay)
         scope.setdefault("state", {})["ratelimit"] = decision

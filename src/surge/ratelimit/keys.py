@@ -42,7 +42,8 @@ class KeyInfo:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> KeyInfo:
-        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
+        values: dict[str, Any] = {k: data.get(k) for k in cls.__dataclass_fields__}
+        return cls(**values)
 
 
 def generate_key() -> str:

@@ -85,7 +85,7 @@ class Limiter:
     @property
     def is_local(self) -> bool:
         """True when `hit_local` can answer (the store is in-process)."""
-        return isinstance(self.store, LocalStore)
+        return self.store.is_local
 
     def plan(self, name: str | None = None) -> Plan:
         try:
@@ -148,7 +148,7 @@ class Limiter:
             "algorithm": p.policy.algorithm,
             "limits": [{"policy": n, "quota": r.limit, "window": r.period}
                        for n, r in zip(p.names, p.policy.rates, strict=True)],
-            "tightest": p.names[d.index],
+            "tightest": p.names[d.tightest],
             "remaining": d.remaining,
             "reset_after": round(d.reset_after, 3),
             "limited": not d.allowed,
@@ -162,7 +162,7 @@ class Limiter:
         p = self.plans.get(plan or self.default_plan) or self.plan(plan)
         reset = decision.reset_after
         rate_limit = b'"%s";r=%d;t=%d' % (
-            p.names[decision.index].encode(), decision.remaining,
+            p.names[decision.tightest].encode(), decision.remaining,
             math.ceil(reset) if reset < math.inf else 0,
         )
         headers = [(b"RateLimit-Policy", p.policy_header), (b"RateLimit", rate_limit)]

@@ -65,6 +65,3 @@ class KeyRegistry:
                 if self.refresh_errors == 1 or self.refresh_errors % 100 == 0:
                     log.warning("key registry refresh failed (%d so far): %s",
                                 self.refresh_errors, exc)
-
-    def __len__(self) -> int:
-        return len(self._by_hash)
