@@ -73,7 +73,7 @@ class SQLiteBroker(Broker):
     def _guarded(self, fn: Callable[..., T], args: tuple) -> T:
         try:
             return fn(self._connection(), *args)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             if self._db is not None and self._db.in_transaction:
                 self._db.rollback()
             raise BrokerError(f"SQLite broker at {self.path}: {exc}") from exc

@@ -51,7 +51,8 @@ class Worker:
         self.rng = rng or random.Random()
         self.running: dict[str, tuple[JobRecord, asyncio.Task]] = {}
         self.processed = 0
-        self._stopping = asyncio.Event()
+        self._stopping = asyncio.Event()   # stop claiming
+        self._closing = asyncio.Event()    # drained: helpers finish their last round
         self._slot_free = asyncio.Event()
         self._outcomes: list[JobRecord] = []
         self._outcome_ready = asyncio.Event()
@@ -76,7 +77,11 @@ class Worker:
             await self._claim_loop()
             await self._drain()
         finally:
-            for task in helpers:
+            self._closing.set()
+            # helpers watch `_closing`; cancelling is only the fallback because a client
+            # library may swallow a cancellation in the middle of a call
+            _, stuck = await asyncio.wait(helpers, timeout=5.0)
+            for task in stuck:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
             await self._flush_all()
@@ -210,8 +215,8 @@ class Worker:
     # -- helpers that run beside the claim loop ----------------------------------------------
 
     async def _settle_loop(self) -> None:
-        while True:
-            await self._outcome_ready.wait()
+        while not self._closing.is_set():
+            await _first(self._outcome_ready.wait(), self._closing.wait(), timeout=1.0)
             self._outcome_ready.clear()
             await self._flush()
 
@@ -238,27 +243,29 @@ class Worker:
                   "run again", len(self._outcomes))
 
     async def _lease_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.queue.lease / 3)
+        while not self._closing.is_set():
+            await _first(self._closing.wait(), timeout=self.queue.lease / 3)
             records = [record for record, _ in self.running.values()]
             if records:
                 with contextlib.suppress(BrokerError):
                     await self.broker.extend(records, self.name, self.queue.lease, time.time())
 
     async def _observe_loop(self) -> None:
-        while True:
+        while not self._closing.is_set():
             with contextlib.suppress(BrokerError):
                 await metrics.observe_queues(self.broker, self.queues, time.time())
-            await asyncio.sleep(5.0)
+            await _first(self._closing.wait(), timeout=5.0)
 
     async def _cron_loop(self, entry: CronEntry) -> None:
         """Enqueue one run per tick; `claim_tick` makes it one across all workers."""
         from croniter import croniter
 
         ticks = croniter(entry.expression, time.time())
-        while True:
+        while not self._stopping.is_set():
             tick = ticks.get_next(float)
-            await asyncio.sleep(max(0.0, tick - time.time()))
+            await _first(self._stopping.wait(), timeout=max(0.0, tick - time.time()))
+            if self._stopping.is_set():
+                return
             try:
                 if await self.broker.claim_tick(entry.job.name, tick):
                     await entry.job.enqueue(_key=f"cron:{entry.job.name}:{tick:.0f}")
