@@ -104,6 +104,13 @@ def test_a_malformed_header_line_gets_400(gw):
         gw, b"GET /name HTTP/1.1\r\nHost: t\r\nno colon here\r\n\r\n"))
 
 
+def test_a_request_with_both_content_length_and_chunked_gets_400(gw):
+    # Two framings disagree: forwarding either one invites request smuggling.
+    check_counted_problem(gw, "bad_request", 400, lambda: raw(
+        gw, b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"))
+
+
 def test_a_head_over_max_header_bytes_gets_431(gw):
     check_counted_problem(gw, "header_too_large", 431, lambda: raw(
         gw, request("GET", "/name", {"X-Big": "x" * 5000})))

@@ -83,6 +83,13 @@ def test_a_client_request_id_is_passed_to_the_upstream_and_back(client):
     assert response.headers["x-request-id"] == "order-42.retry-1"
 
 
+def test_a_client_request_id_that_is_not_a_safe_token_is_replaced(client):
+    response = client.get("/api/headers", headers={"X-Request-ID": "two words\tand a tab"})
+    generated = response.json()["x-request-id"]
+    assert generated != "two words\tand a tab" and " " not in generated
+    assert response.headers["x-request-id"] == generated
+
+
 def test_traceparent_is_passed_unchanged(client):
     trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     assert received_headers(client, {"traceparent": trace})["traceparent"] == trace
