@@ -95,10 +95,10 @@ def test_the_registry_knows_active_keys_only():
     raw, info = store.create("alice", "free")
     registry = KeyRegistry(store)
     registry.refresh()
-    assert registry.lookup(raw) == info
+    assert registry.lookup(raw) == info == registry.by_id(info.id)
     store.revoke(raw)
     registry.refresh()
-    assert registry.lookup(raw) is None
+    assert registry.lookup(raw) is None and registry.by_id(info.id) is None
     assert registry.lookup("sk_" + "x" * 500) is None
 
 

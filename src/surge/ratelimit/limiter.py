@@ -28,8 +28,8 @@ class Plan:
     """One plan at run time: its policy, header text and outcome counters (exported by the
     gateway as per-plan metrics)."""
 
-    __slots__ = ("name", "policy", "local", "names", "policy_header", "allowed", "rejected",
-                 "dry_run_rejected")
+    __slots__ = ("name", "policy", "local", "names", "policy_header", "rate_prefix", "allowed",
+                 "rejected", "dry_run_rejected")
 
     def __init__(self, name: str, policy: Policy, local: LocalHit) -> None:
         self.name = name
@@ -42,6 +42,7 @@ class Plan:
             f'"{n}";q={r.limit};w={math.ceil(r.period)}'
             for n, r in zip(self.names, rates, strict=True)
         ).encode()
+        self.rate_prefix = [b'"%s";r=' % n.encode() for n in self.names]  # RateLimit, per limit
         self.allowed = self.rejected = self.dry_run_rejected = 0
 
     def counters(self) -> dict[str, int]:
@@ -161,9 +162,8 @@ class Limiter:
         """`RateLimit-Policy` and `RateLimit` for any response, `Retry-After` on a rejection."""
         p = self.plans.get(plan or self.default_plan) or self.plan(plan)
         reset = decision.reset_after
-        rate_limit = b'"%s";r=%d;t=%d' % (
-            p.names[decision.tightest].encode(), decision.remaining,
-            math.ceil(reset) if reset < math.inf else 0,
+        rate_limit = p.rate_prefix[decision.tightest] + b"%d;t=%d" % (
+            decision.remaining, math.ceil(reset) if reset < math.inf else 0
         )
         headers = [(b"RateLimit-Policy", p.policy_header), (b"RateLimit", rate_limit)]
         if not decision.allowed:

@@ -20,6 +20,7 @@ class KeyRegistry:
         self.interval = interval
         self.refresh_errors = 0  # polls that failed; the last good view stays in force
         self._by_hash: dict[str, KeyInfo] = {}
+        self._by_id: dict[str, KeyInfo] = {}
         self._version: int | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -31,14 +32,19 @@ class KeyRegistry:
             return None
         return self._by_hash.get(hash_key(raw_key))
 
+    def by_id(self, kid: str) -> KeyInfo | None:
+        """The active key with this public id (for `GET /api/ratelimits/{key}`)."""
+        return self._by_id.get(kid)
+
     def refresh(self) -> bool:
         """Reload when the store's version moved; True when the view changed."""
         version = self.store.version()
         if version == self._version:
             return False
         keys = self.store.list()
-        # one assignment swaps the whole view: readers never see a half-built dict
+        # whole dicts are swapped in: readers never see a half-built one
         self._by_hash = {k.key_hash: k for k in keys if k.active}
+        self._by_id = {k.id: k for k in keys if k.active}
         self._version = version
         return True
 

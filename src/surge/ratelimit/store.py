@@ -58,7 +58,8 @@ class LocalStore(Store):
         bound = self._bound.get((namespace, policy))
         if bound is not None:
             return bound
-        table = self._tables.setdefault(namespace, {})
+        # one table per plan and algorithm: states of different algorithms never mix
+        table = self._tables.setdefault(f"{namespace}/{policy.algorithm}", {})
         get, decide = table.get, policy.decide
         sweep_at = max(1024, 2 * len(table))
 
@@ -84,7 +85,9 @@ class LocalStore(Store):
         return self.hit_sync(namespace, key, policy, cost, now)
 
     async def reset(self, namespace: str, key: str) -> None:
-        self._tables.get(namespace, {}).pop(key, None)
+        for name, table in self._tables.items():
+            if name.rpartition("/")[0] == namespace:
+                table.pop(key, None)
 
     def __len__(self) -> int:
         return sum(len(t) for t in self._tables.values())
