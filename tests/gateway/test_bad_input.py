@@ -17,10 +17,12 @@ from gateway.stack import (
     Answer,
     Wire,
     assert_problem,
+    eventually,
     failed_count,
     request,
     service,
     surge_yaml,
+    upstream_views,
 )
 from support.processes import free_port
 
@@ -69,10 +71,12 @@ def garbage() -> Iterator[GarbageUpstream]:
 def gw(stack, garbage):
     (good,) = stack.upstreams(1, names=["good"])
     services = {"good": service([good]), "refusing": service([f"127.0.0.1:{free_port()}"]),
-                "garbage": service([garbage.address])}
+                "garbage": service([garbage.address]),
+                "narrow": service([good], max_connections=1, max_pending=1)}
     routes = [{"prefix": "/", "service": "good"},
               {"prefix": "/refusing/", "service": "refusing", "strip_prefix": True},
-              {"prefix": "/garbage/", "service": "garbage", "strip_prefix": True}]
+              {"prefix": "/garbage/", "service": "garbage", "strip_prefix": True},
+              {"prefix": "/narrow/", "service": "narrow", "strip_prefix": True}]
     return stack.gateway(surge_yaml(
         services, routes, max_header_bytes="4KiB", max_body_bytes=MAX_BODY,
         timeouts={"client_header": "1s", "upstream": "1s"}))
@@ -181,3 +185,21 @@ def test_an_upstream_that_does_not_answer_within_the_upstream_timeout_gets_504(g
     # The upstream would answer 200 after 2s; the 1s timeout answers first.
     check_counted_problem(gw, "upstream_timeout", 504, lambda: raw(
         gw, request("GET", "/slow?ms=2000")))
+
+
+def test_a_request_past_max_pending_gets_503_while_those_within_it_are_served(gw):
+    """max_connections 1 and max_pending 1: one request runs, one waits, the third is refused."""
+    answers: list[int] = []
+    threads = [threading.Thread(target=lambda: answers.append(
+        httpx.get(f"{gw.url}/narrow/slow?ms=500", timeout=5).status_code)) for _ in range(2)]
+    for running, thread in enumerate(threads, start=1):
+        thread.start()
+        eventually(lambda n=running: inflight(gw, "narrow") == n, what=f"{running} in flight")
+    check_counted_problem(gw, "max_pending", 503, lambda: raw(gw, request("GET", "/narrow/name")))
+    for thread in threads:
+        thread.join(5)
+    assert answers == [200, 200]
+
+
+def inflight(gw, service_name: str) -> int:
+    return sum(u["inflight"] for u in upstream_views(gw.admin_url, service_name).values())

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from gateway.stack import (
+    assert_problem,
     eventually,
     fast_health,
     metric,
@@ -138,3 +139,16 @@ def test_passive_outlier_detection_ejects_a_failing_upstream_and_returns_it(upst
     eventually(lambda: not upstream_views(gw.admin_url, "app")[fleet[0].address]["ejected"],
                what="the ejected upstream back after its ejection time and a passed check")
     assert httpx.get(f"{gw.url}/name", headers=headers).text == "u0"
+
+
+def test_with_no_healthy_upstream_the_answer_is_a_quick_503_with_retry_after(upstreams, gateway):
+    fleet, gw = start(upstreams, gateway, n=1)
+    fleet[0].make_sick()
+    eventually(lambda: not upstream_views(gw.admin_url, "app")[fleet[0].address]["healthy"],
+               what="the only upstream marked unhealthy")
+    response = httpx.get(f"{gw.url}/name", timeout=5)
+    document = assert_problem(response.status_code, response.headers.get("content-type"),
+                              response.content, 503)
+    assert "app" in document["detail"]
+    assert response.headers["retry-after"].isdigit()
+    assert metric(gw.admin_url, "surge_requests_failed_total", reason="no_healthy_upstream") == 1
