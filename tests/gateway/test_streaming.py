@@ -1,17 +1,19 @@
 """Bodies stream through the gateway in both directions with backpressure: 50 MiB up and back,
-and 50 MiB down, arrive whole while the gateway process's resident memory grows by less than
-20 MiB (sampled during the transfer, so buffering a body anywhere would show)."""
+and 50 MiB down (also to a client that stops reading for a while), arrive whole while the
+gateway process's resident memory grows by less than 20 MiB (sampled during the transfer, so
+buffering a body anywhere would show)."""
 
 from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from gateway.stack import Wire, service, surge_yaml
+from gateway.stack import Wire, request, service, surge_yaml
 from support.processes import rss_of
 from support.upstream_app import pattern
 
@@ -105,4 +107,14 @@ def test_a_50mib_download_streams_through_without_the_gateway_holding_it(gw):
     assert length == SIZE
     assert received.hexdigest() == hashlib.sha256(pattern(SIZE)).hexdigest()
     assert memory.samples > 10
+    assert memory.growth < MAX_GROWTH, f"gateway RSS grew by {memory.growth / 2**20:.1f} MiB"
+
+
+def test_a_client_that_stops_reading_holds_the_upstream_back_instead_of_filling_memory(gw):
+    with Wire(gw.listen, timeout=30) as wire, PeakMemory(gw.pid) as memory:
+        wire.send(request("GET", f"/bytes/{SIZE}"))
+        time.sleep(1.0)   # not reading: the upstream must be paused, not buffered for
+        answer = wire.answer()
+    assert answer.status == 200
+    assert hashlib.sha256(answer.body).digest() == hashlib.sha256(pattern(SIZE)).digest()
     assert memory.growth < MAX_GROWTH, f"gateway RSS grew by {memory.growth / 2**20:.1f} MiB"
