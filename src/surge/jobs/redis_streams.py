@@ -61,10 +61,13 @@ class RedisBroker(Broker):
     def __init__(self, url: str, *, prefix: str = "surge:jobs:", timeout: float = 5.0) -> None:
         self.url = url
         self.keys = Keys(prefix)
-        self.redis = aioredis.Redis.from_url(
+        # a blocking pool: a burst of enqueues waits (boundedly) for a connection
+        pool = aioredis.BlockingConnectionPool.from_url(
             url, decode_responses=True, socket_connect_timeout=min(timeout, 2.0),
-            socket_timeout=timeout + 1.0, health_check_interval=30,
+            socket_timeout=timeout + 1.0, health_check_interval=30, max_connections=64,
+            timeout=timeout,
         )
+        self.redis = aioredis.Redis.from_pool(pool)
         self._enqueue = self.redis.register_script(redis_scripts.ENQUEUE)
         self._move_due = self.redis.register_script(redis_scripts.MOVE_DUE)
         self._take = self.redis.register_script(redis_scripts.TAKE)

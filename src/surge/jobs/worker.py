@@ -51,6 +51,7 @@ class Worker:
         self.rng = rng or random.Random()
         self.running: dict[str, tuple[JobRecord, asyncio.Task]] = {}
         self.processed = 0
+        self.abandoned_threads = 0   # sync jobs released while their thread still runs
         self._stopping = asyncio.Event()   # stop claiming
         self._closing = asyncio.Event()    # drained: helpers finish their last round
         self._slot_free = asyncio.Event()
@@ -163,6 +164,8 @@ class Worker:
                 self._finish(record, JobState.SUCCEEDED, "succeeded", result=encode_result(result))
         except asyncio.CancelledError:
             self._release(record)
+            if job_fn is not None and not job_fn.is_async:
+                self.abandoned_threads += 1
         except TimeoutError:
             self._fail(record, f"timed out after {record.timeout:g}s", None, outcome="timeout")
         except Exception as exc:  # the job's own failure, whatever it is
