@@ -5,6 +5,7 @@ config keeps serving."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import httpx
@@ -105,3 +106,38 @@ def test_an_invalid_file_on_sighup_is_logged_and_the_old_config_keeps_serving(
     log = gw.stderr_path.read_text()
     assert "routes[1].service" in log and "did you mean 'app'" in log, log[-2000:]
     assert gw.running
+
+
+def test_admin_api_changes_survive_a_reload_of_the_file(upstreams, gateway):
+    fleet, gw = start(upstreams, gateway, 3)
+    api = f"{gw.admin_url}/api/services/app/upstreams"
+    assert httpx.post(api, json={"address": fleet[2].address}).status_code == 201
+    assert httpx.delete(f"{api}/{fleet[0].address}").status_code == 202
+    assert httpx.post(f"{gw.admin_url}/api/reload").status_code == 200
+    eventually(lambda: set(upstream_views(gw.admin_url, "app"))
+               == {fleet[1].address, fleet[2].address}, what="u0 removed and u2 kept")
+    assert httpx.post(f"{gw.admin_url}/api/reload").status_code == 200   # once it is gone, too
+    assert set(upstream_views(gw.admin_url, "app")) == {fleet[1].address, fleet[2].address}
+
+
+def test_a_reload_that_drops_a_service_lets_its_request_in_flight_finish(upstreams, gateway):
+    fleet = upstreams(2)
+    gw = gateway(surge_yaml({"app": service(fleet[:1]), "old": service(fleet[1:])},
+                            [{"prefix": "/", "service": "app"},
+                             {"prefix": "/old/", "service": "old", "strip_prefix": True}]))
+    answers: list[httpx.Response] = []
+    slow = threading.Thread(target=lambda: answers.append(
+        httpx.get(f"{gw.url}/old/slow?ms=1000", timeout=5)))
+    slow.start()
+    eventually(lambda: upstream_views(gw.admin_url, "old")[fleet[1].address]["inflight"] == 1,
+               what="the slow request in flight")
+
+    def drop_old(config: dict[str, Any]) -> None:
+        del config["services"]["old"]
+        config["routes"].pop()
+
+    gw.config_path.write_text(with_changes(gw.config_path.read_text(), drop_old))
+    assert httpx.post(f"{gw.admin_url}/api/reload").status_code == 200
+    assert httpx.get(f"{gw.url}/old/name").headers.get("x-upstream-name") == "u0"  # "/" now
+    slow.join(5)
+    assert answers and (answers[0].status_code, answers[0].text) == (200, "slow")
