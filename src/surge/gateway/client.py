@@ -64,7 +64,8 @@ class ClientConnection(asyncio.Protocol):
         self.tunnel: asyncio.Transport | None = None
         self.upgrade_buf: list[bytes] | None = None
         self.closed = False
-        # While not None, writes are collected and sent as one (see `batch`).
+        # While not None, writes are collected and sent as one: the upstream connection sets
+        # it around each read, so a response head, body and last chunk cost one system call.
         self.out: list[bytes] | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
@@ -211,11 +212,6 @@ class ClientConnection(asyncio.Protocol):
             self.transport.write(data)
         else:
             out.append(data)
-
-    def batch(self) -> None:
-        """Collect writes until `flush`: a response head, its body and its last chunk, made
-        from one read of the upstream, then leave in one system call instead of three."""
-        self.out = []
 
     def flush(self) -> None:
         out, self.out = self.out, None

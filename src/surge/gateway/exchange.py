@@ -15,6 +15,7 @@ from surge.observe.problem import problem_document, problem_response
 
 if TYPE_CHECKING:
     from surge.gateway.client import ClientConnection
+    from surge.gateway.headers import ResponseHead
     from surge.gateway.snapshot import RouteRuntime
     from surge.upstreams.connection import UpstreamConnection
     from surge.upstreams.service import ServiceRuntime
@@ -229,26 +230,21 @@ class Exchange:
 
     # -- upstream side ---------------------------------------------------------------------------
 
-    def response_head(self, status: int, conn: UpstreamConnection) -> None:
-        if status < 200 and status != 101:
-            return  # interim answers (103) are not forwarded
+    def response_head(self, status: int, head: ResponseHead) -> None:
         self.status = status
         self.deadline = 0.0
         client = self.client
-        parts = [b"HTTP/1.1 %d " % status, conn.reason, _CRLF]
-        for name, value in conn.headers:
-            parts += (name, _COLON, value, _CRLF)
-        parts += (b"X-Request-ID: ", self.request_id, _CRLF)
+        parts = [b"HTTP/1.1 %d " % status, head.reason, head.block,
+                 b"\r\nX-Request-ID: ", self.request_id, _CRLF]
         service = self.service
         if service.sticky_cookie and not self.sticky_hit:
             parts += (b"Set-Cookie: ", service.sticky_cookie, b"=", self.upstream.id.encode(),
                       b"; Path=/; HttpOnly\r\n")
         if status == 101:
-            for name, value in conn.hop:
-                parts += (name, _COLON, value, _CRLF)
+            parts += (head.upgrade_lines()[2:], _CRLF)
         elif status in _NO_BODY_STATUS or self.method == b"HEAD":
             pass
-        elif conn.length < 0:
+        elif head.length < 0:
             if self.http11:
                 self.out_chunked = True
                 parts.append(b"Transfer-Encoding: chunked\r\n")
@@ -265,6 +261,7 @@ class Exchange:
         if self.method == b"HEAD" and status != 101:
             # httptools cannot be told a HEAD answer has no body: finish here and never
             # reuse this connection.
+            conn = self.conn
             conn.exchange = None
             conn.close()
             self.conn = None
@@ -308,7 +305,10 @@ class Exchange:
             self.client.abort()
             return
         if self.status:
-            if conn.length < 0 and not conn.chunked and not self.out_chunked:
+            head = conn.head
+            if head is not None and head.length < 0 and not head.chunked:
+                if self.out_chunked:
+                    self.client.write(h.LAST_CHUNK)
                 self.finish(True)  # a close-delimited body ended normally
             else:
                 self.client.gw.stats.failed["upstream_reset"] += 1

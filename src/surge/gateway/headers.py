@@ -38,3 +38,45 @@ def chunk(data: bytes) -> bytes:
 
 
 LAST_CHUNK = b"0\r\n\r\n"
+
+
+# Response heads are filtered with a few C-level regex calls instead of one Python callback per
+# header: the whole head arrives as bytes, hop-by-hop lines are cut out in one pass.
+_HOP_LINE = re.compile(
+    rb"\r\n(?:connection|keep-alive|proxy-connection|te|trailer|transfer-encoding|upgrade|"
+    rb"proxy-authenticate|proxy-authorization)[ \t]*:[^\r]*", re.IGNORECASE)
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*(\d+)", re.IGNORECASE)
+_TRANSFER_ENCODING = re.compile(rb"\r\ntransfer-encoding[ \t]*:", re.IGNORECASE)
+_CONNECTION = re.compile(rb"\r\nconnection[ \t]*:([^\r]*)", re.IGNORECASE)
+_UPGRADE_LINE = re.compile(rb"\r\n(?:connection|upgrade)[ \t]*:[^\r]*", re.IGNORECASE)
+_PLAIN_TOKENS = frozenset({b"keep-alive", b"close", b"upgrade"})
+
+
+class ResponseHead:
+    """An upstream's response head, ready to be re-sent: `block` holds the end-to-end header
+    lines, each preceded by CRLF; `length` is -1 without Content-Length."""
+
+    __slots__ = ("reason", "block", "length", "chunked", "raw")
+
+    def __init__(self, raw: bytes) -> None:
+        first = raw.find(b"\r\n")
+        if first < 0:
+            first = len(raw)
+        parts = raw[:first].split(b" ", 2)
+        self.reason = parts[2] if len(parts) > 2 else b""
+        block = raw[first:]
+        self.raw = block
+        m = _CONTENT_LENGTH.search(block)
+        self.length = int(m.group(1)) if m else -1
+        self.chunked = _TRANSFER_ENCODING.search(block) is not None
+        for m in _CONNECTION.finditer(block):
+            named = connection_tokens(m.group(1)) - _PLAIN_TOKENS
+            if named:  # Connection names more hop-by-hop headers: drop those too
+                names = b"|".join(re.escape(n) for n in named)
+                block = re.sub(rb"\r\n(?:" + names + rb")[ \t]*:[^\r]*", b"", block,
+                               flags=re.IGNORECASE)
+        self.block = _HOP_LINE.sub(b"", block)
+
+    def upgrade_lines(self) -> bytes:
+        """The Connection and Upgrade lines, forwarded only with a 101 answer."""
+        return b"".join(_UPGRADE_LINE.findall(self.raw))

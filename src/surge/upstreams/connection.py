@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import httptools
 
-from surge.gateway.headers import HOP_BY_HOP
+from surge.gateway.headers import ResponseHead
 
 if TYPE_CHECKING:
     from surge.gateway.exchange import Exchange
@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
-        "pool", "transport", "parser", "exchange", "closed", "idle_since", "reason",
-        "headers", "hop", "length", "chunked", "tunnel", "write_paused", "has_response",
+        "pool", "transport", "parser", "exchange", "closed", "idle_since", "pending", "head",
+        "tunnel", "write_paused", "has_response",
     )
 
     def __init__(self, pool: Pool) -> None:
@@ -31,11 +31,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.exchange: Exchange | None = None
         self.closed = False
         self.idle_since = 0.0
-        self.reason = b""
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.hop: list[tuple[bytes, bytes]] = []
-        self.length = -1
-        self.chunked = False
+        self.pending = b""  # bytes of a response head still being received
+        self.head: ResponseHead | None = None
         self.tunnel: asyncio.Transport | None = None
         self.write_paused = False
         self.has_response = False
@@ -55,19 +52,24 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
             return
         self.has_response = True
+        if self.head is None:
+            self.pending = self.pending + data if self.pending else data
         client = exchange.client
-        client.batch()
+        # Collect what this read makes the client get (head, body, last chunk) into one write.
+        client.out = out = []
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
-            rest = data[upgrade.args[0]:]
             if self.exchange is not None:
-                self.exchange.upstream_upgraded(rest)
+                self.exchange.upstream_upgraded(data[upgrade.args[0]:])
         except httptools.HttpParserError as exc:
             if self.exchange is not None:
                 self.exchange.upstream_broken(f"invalid response from upstream: {exc}")
             self.close()
-        client.flush()
+        if client.out is out:
+            client.out = None
+            if out:
+                client.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def eof_received(self) -> bool:
         return False
@@ -92,37 +94,24 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- httptools callbacks ---------------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        self.headers = []
-        self.hop = []
-        self.length = -1
-        self.chunked = False
-
-    def on_status(self, reason: bytes) -> None:
-        self.reason = reason
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        lname = name.lower()
-        if lname in HOP_BY_HOP:
-            if lname == b"transfer-encoding":
-                self.chunked = True
-            elif lname == b"upgrade" or lname == b"connection":
-                self.hop.append((name, value))  # forwarded only with a 101 answer
-            return
-        if lname == b"content-length":
-            self.length = int(value) if value.isdigit() else -1
-        self.headers.append((name, value))
-
     def on_headers_complete(self) -> None:
+        raw = self.pending
+        end = raw.find(b"\r\n\r\n")
+        status = self.parser.get_status_code()
+        if status < 200 and status != 101:
+            self.pending = raw[end + 4:]  # an interim answer (103): skipped, not forwarded
+            return
+        self.pending = b""
+        self.head = head = ResponseHead(raw[:end])
         if self.exchange is not None:
-            self.exchange.response_head(self.parser.get_status_code(), self)
+            self.exchange.response_head(status, head)
 
     def on_body(self, body: bytes) -> None:
         if self.exchange is not None:
             self.exchange.response_body(body)
 
     def on_message_complete(self) -> None:
-        if self.exchange is not None:
+        if self.head is not None and self.exchange is not None:
             self.exchange.response_end(self, self.parser.should_keep_alive())
 
     # -- used by the pool and the exchange -------------------------------------------------------
@@ -140,6 +129,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def reset_for_reuse(self) -> None:
         self.exchange = None
+        self.head = None
         self.has_response = False
 
     def close(self) -> None:
