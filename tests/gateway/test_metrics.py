@@ -1,9 +1,10 @@
 """The admin `/metrics` of a running gateway: requests by route, service and status class, the
 duration histogram, failures by reason, and the upstream gauges (health, ejection, in flight,
-pool connections), all in valid Prometheus text."""
+pool connections), all in valid Prometheus text; and the access log, one JSON line a request."""
 
 from __future__ import annotations
 
+import json
 import threading
 
 import httpx
@@ -84,3 +85,26 @@ def test_the_inflight_gauge_counts_a_request_while_it_is_under_way(gw):
                what="one request in flight")
     slow.join(5)
     assert metric(gw.admin_url, "surge_upstream_inflight", service="app") == 0
+
+
+def test_the_access_log_file_gets_one_json_line_per_request(stack, fleet, tmp_path):
+    log_path = tmp_path / "access.jsonl"
+    gw = stack.gateway(surge_yaml({"app": service(fleet)},
+                                  [{"prefix": "/api/", "service": "app", "strip_prefix": True}],
+                                  access_log=str(log_path)), name="logged")
+    with httpx.Client(base_url=gw.url, timeout=5) as client:
+        echoed = client.post("/api/echo", content=b"x" * 1000)
+        unrouted = client.get("/nowhere")
+
+    def lines() -> list[dict]:
+        text = log_path.read_text() if log_path.exists() else ""
+        return [json.loads(line) for line in text.splitlines()]
+
+    eventually(lambda: len(lines()) == 2, what="two access log lines")
+    first, second = lines()
+    assert first["request_id"] == echoed.headers["x-request-id"]
+    assert (first["method"], first["path"], first["status"]) == ("POST", "/api/echo", 200)
+    assert first["upstream"] in {u.address for u in fleet}
+    assert first["bytes"] == 1000 and first["duration_ms"] >= 0 and first["time"] > 0
+    assert second["request_id"] == unrouted.headers["x-request-id"]
+    assert (second["status"], second["upstream"]) == (404, None)
