@@ -1,12 +1,12 @@
 """HTTP/1.1 mechanics on raw sockets, where nothing hides the framing: pipelined requests
 answered in order, keep-alive, chunked bodies both ways, `Expect: 100-continue`, HTTP/1.0
-clients and HEAD."""
+clients and HEAD, the idle timeout, and a client leaving mid-request."""
 
 from __future__ import annotations
 
 import pytest
 
-from gateway.stack import Wire, request, service, surge_yaml
+from gateway.stack import Wire, eventually, request, service, surge_yaml, upstream_views
 from support.upstream_app import pattern
 
 pytestmark = pytest.mark.integration
@@ -15,7 +15,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def gw(stack):
     (a,) = stack.upstreams(1, names=["a"])
-    return stack.gateway(surge_yaml({"app": service([a])}, [{"prefix": "/", "service": "app"}]))
+    return stack.gateway(surge_yaml({"app": service([a])}, [{"prefix": "/", "service": "app"}],
+                                    timeouts={"idle": "1s"}))
 
 
 @pytest.fixture
@@ -103,3 +104,24 @@ def test_head_gets_the_head_only_and_the_connection_stays_usable(wire):
     wire.send(request("GET", "/name"))  # a stray body byte would corrupt this answer
     follow_up = wire.answer()
     assert (follow_up.status, follow_up.body) == (200, b"a")
+
+
+def test_an_idle_keep_alive_connection_is_closed_after_the_idle_timeout(wire):
+    wire.send(request("GET", "/name"))
+    assert wire.answer().body == b"a"
+    assert wire.closed_by_peer(within=3.0)
+
+
+def test_a_client_that_leaves_mid_request_releases_its_upstream(gw, wire):
+    wire.send(request("GET", "/slow?ms=2500"))
+    eventually(lambda: inflight(gw) == 1, what="the slow request in flight")
+    wire.close()
+    # Well before the upstream would answer: the gateway dropped the request when the client left.
+    eventually(lambda: inflight(gw) == 0, timeout=1.5, what="in-flight back to 0")
+    with Wire(gw.listen) as other:
+        other.send(request("GET", "/name"))
+        assert other.answer().body == b"a"
+
+
+def inflight(gw) -> int:
+    return sum(u["inflight"] for u in upstream_views(gw.admin_url, "app").values())
