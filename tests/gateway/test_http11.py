@@ -113,11 +113,11 @@ def test_an_idle_keep_alive_connection_is_closed_after_the_idle_timeout(wire):
 
 
 def test_a_client_that_leaves_mid_request_releases_its_upstream(gw, wire):
-    wire.send(request("GET", "/slow?ms=2500"))
+    wire.send(request("GET", "/slow?ms=1500"))
     eventually(lambda: inflight(gw) == 1, what="the slow request in flight")
     wire.close()
     # Well before the upstream would answer: the gateway dropped the request when the client left.
-    eventually(lambda: inflight(gw) == 0, timeout=1.5, what="in-flight back to 0")
+    eventually(lambda: inflight(gw) == 0, timeout=1.0, what="in-flight back to 0")
     with Wire(gw.listen) as other:
         other.send(request("GET", "/name"))
         assert other.answer().body == b"a"
