@@ -55,6 +55,19 @@ def test_killing_an_upstream_under_steady_load_fails_no_client_request(upstreams
     assert "u0" not in names_seen(f"{gw.url}/name", 30)
 
 
+def test_without_health_checks_a_killed_upstream_is_ejected_by_its_connect_failures(
+        upstreams, gateway):
+    fleet, gw = start(upstreams, gateway, health=None)
+    with LoadLoop(f"{gw.url}/name", concurrency=4, rate=300) as load:
+        load.wait_for(150)
+        fleet[0].kill9()
+        eventually(lambda: upstream_views(gw.admin_url, "app")[fleet[0].address]["ejected"],
+                   what="the killed upstream ejected by passive outlier detection")
+        load.wait_for(load.sent + 200)
+    assert load.failed == 0, load.summary()
+    assert metric(gw.admin_url, "surge_retries_total", service="app") >= 1
+
+
 def test_a_sick_upstream_leaves_after_fall_checks_and_returns_after_rise(upstreams, gateway):
     fleet, gw = start(upstreams, gateway, balance="round_robin")
     sick = fleet[0]
