@@ -48,6 +48,15 @@ def test_a_plan_with_several_limits_names_each_and_reports_the_tightest():
     assert headers[b"RateLimit"] == b'"free-1h";r=4;t=720'
 
 
+def test_raw_header_lines_carry_the_same_fields_for_the_gateway():
+    lim = limiter()
+    for _ in range(4):
+        decision = lim.hit_local("a", now=0.0)
+    lines = lim.headers_raw(decision)
+    assert lines == b"".join(b"%s: %s\r\n" % pair for pair in lim.headers(decision))
+    assert lines.endswith(b"Retry-After: 20\r\n")
+
+
 def test_a_rejection_carries_retry_after_in_whole_seconds():
     lim = limiter()
     for _ in range(3):
