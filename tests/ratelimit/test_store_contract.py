@@ -131,6 +131,10 @@ async def test_redis_keeps_one_hash_tagged_key_per_identity_that_expires(redis_u
     assert 0 < client.pttl("surge:rl:{ip:10.0.0.1}:free") <= 2 * HOUR * 1000
 
 
+def test_local_and_file_state_count_in_process():
+    assert all(open_store(url).is_local for url in ("local", "memory://", "sqlite:///x.db"))
+
+
 def test_unknown_store_url_is_refused():
     with pytest.raises(ValueError, match="redis://"):
         open_store("mongodb://x")

@@ -113,13 +113,15 @@ class RedisStore(Store):
             for command, _ in batch:
                 pipe.execute_command(*command)
             replies = await pipe.execute(raise_on_error=False)
-        except BaseException as exc:  # the whole batch failed: each caller gets the error
+        except Exception as exc:  # the whole batch failed: each caller gets the error
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
             return
+        except BaseException:  # cancelled (the loop is closing): so are its callers
+            for _, future in batch:
+                future.cancel()
+            raise
         finally:
             self._in_flight -= len(batch)
         for (_, future), reply in zip(batch, replies, strict=True):

@@ -103,9 +103,10 @@ def _sweep(table: dict[str, Any], policy: Policy, now: float) -> int:
 
 
 def open_store(url: str = "local", *, timeout: float = 0.25) -> Store:
-    """The store for a URL: `local` or `memory://` (in-process), `redis://host:port/db`
-    (or `rediss://`). `timeout` bounds every call to a remote store, in seconds."""
-    if url in LOCAL_URLS:
+    """The store for a URL: `local`, `memory://` or `sqlite:///...` (counted in-process: a
+    file is no place for per-request counters), `redis://host:port/db` (or `rediss://`).
+    `timeout` bounds every call to a remote store, in seconds."""
+    if url in LOCAL_URLS or url.startswith("sqlite:///"):
         return LocalStore(url)
     if url.startswith(("redis://", "rediss://", "unix://")):
         from surge.ratelimit.redis_store import RedisStore
