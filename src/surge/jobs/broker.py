@@ -25,6 +25,9 @@ class Broker(ABC):
     """Durable storage of jobs with leases. All times are UNIX seconds passed in by the caller."""
 
     url: str
+    # how long an idle worker's claim waits for work: a blocking read where the backend has
+    # one (new jobs still start at once), else the polling period
+    poll_interval: float = 0.05
 
     @abstractmethod
     async def enqueue(self, record: JobRecord) -> JobRecord:

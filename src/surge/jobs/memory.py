@@ -13,6 +13,8 @@ from surge.jobs.states import ACTIVE, WAITING, JobState
 
 
 class MemoryBroker(Broker):
+    poll_interval = 0.01
+
     def __init__(self, url: str = "memory://") -> None:
         self.url = url
         self._jobs: dict[str, JobRecord] = {}

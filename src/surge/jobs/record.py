@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 
 from surge.errors import JobError
 from surge.jobs.states import JobState
@@ -36,28 +36,28 @@ class JobRecord:
     traceback: str | None = None
     delivery: str | None = None      # broker's handle for this delivery (a stream entry id)
 
-    def to_fields(self) -> dict[str, str]:
-        """Flat string form; `None` fields are left out."""
+    def to_fields(self, names: tuple[str, ...] | None = None) -> dict[str, str]:
+        """Flat string form of the fields `names` (default: all); `None` values are left
+        out, except a result."""
         out: dict[str, str] = {}
-        for name, value in asdict(self).items():
+        for name in names or _ALL_NAMES:
+            value = getattr(self, name)
             if value is None and name != "result":
                 continue
-            if name in _JSON_FIELDS:
-                out[name] = json.dumps(value)
-            else:
-                out[name] = str(value)
+            out[name] = json.dumps(value) if name in _JSON_FIELDS else str(value)
         return out
 
     @classmethod
-    def from_fields(cls, data: dict) -> JobRecord:
-        """Inverse of `to_fields`; accepts bytes or str keys and values."""
-        decoded = {_text(k): _text(v) for k, v in data.items()}
-        kwargs: dict[str, object] = {}
-        for f in fields(cls):
-            raw = decoded.get(f.name)
-            if raw is None:
-                continue
-            kwargs[f.name] = _CONVERT.get(f.name, _identity)(raw)
+    def from_fields(cls, data: dict, base: dict | None = None) -> JobRecord:
+        """Inverse of `to_fields`, over `base` (already typed values); accepts bytes or str
+        keys and values."""
+        kwargs: dict[str, object] = dict(base or {})
+        for key, raw in data.items():
+            name = _text(key)
+            if name in _FIELD_NAMES:
+                kwargs[name] = _CONVERT.get(name, _identity)(_text(raw))
+        if "state" in kwargs:
+            kwargs["state"] = JobState(kwargs["state"])
         return cls(**kwargs)  # type: ignore[arg-type]
 
     def public(self) -> dict[str, object]:
@@ -76,7 +76,9 @@ class JobRecord:
         return cls(**data)
 
 
-_NAMES = tuple(f.name for f in fields(JobRecord) if f.name != "delivery")
+_ALL_NAMES = tuple(f.name for f in fields(JobRecord))
+_FIELD_NAMES = frozenset(_ALL_NAMES)
+_NAMES = tuple(name for name in _ALL_NAMES if name != "delivery")
 _JSON_FIELDS = frozenset({"args", "kwargs", "result"})
 _INTS = ("retries", "attempts")
 _FLOATS = ("backoff", "max_backoff", "timeout", "created_at", "run_at", "started_at", "finished_at")
@@ -90,7 +92,6 @@ _CONVERT: dict[str, object] = {
     **{name: int for name in _INTS},
     **{name: float for name in _FLOATS},
     **{name: json.loads for name in _JSON_FIELDS},
-    "state": JobState,
 }
 
 

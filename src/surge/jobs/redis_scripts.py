@@ -97,3 +97,21 @@ redis.call('HDEL', KEYS[1], 'key', 'finished_at')
 redis.call('XADD', KEYS[3], '*', 'id', ARGV[1])
 return 1
 """
+
+# KEYS: stream
+# ARGV: group, ttl seconds, key prefix, then job id, entry id, finished_at, result JSON per job
+# The common outcome in one call: succeeded, kept `ttl`, entry acknowledged and deleted,
+# idempotency key released.
+SETTLE_SUCCEEDED = """
+for i = 4, #ARGV, 4 do
+  local job = ARGV[3] .. 'job:' .. ARGV[i]
+  redis.call('HSET', job, 'state', 'succeeded', 'finished_at', ARGV[i + 2],
+             'result', ARGV[i + 3])
+  redis.call('EXPIRE', job, ARGV[2])
+  redis.call('XACK', KEYS[1], ARGV[1], ARGV[i + 1])
+  redis.call('XDEL', KEYS[1], ARGV[i + 1])
+  local key = redis.call('HGET', job, 'key')
+  if key then redis.call('DEL', ARGV[3] .. 'key:' .. key) end
+end
+return 0
+"""

@@ -11,6 +11,7 @@ is taken over with XAUTOCLAIM by any worker, so a vanished worker's jobs run aga
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Sequence
 
@@ -24,6 +25,12 @@ from surge.jobs.record import JobRecord
 from surge.jobs.states import JobState
 
 GROUP = "workers"
+# A job hash holds `spec`, the JSON of what never changes after enqueue, plus one field per
+# value that does (what scripts read and write).
+SPEC = ("name", "queue", "args", "kwargs", "id", "retries", "backoff", "max_backoff", "timeout",
+        "created_at")
+MUTABLE = ("state", "key", "attempts", "run_at", "started_at", "finished_at", "worker",
+           "result", "error", "traceback", "delivery")
 _WAITING = (JobState.SCHEDULED, JobState.RETRYING, JobState.UNKNOWN)
 _SWEEP_EVERY = 0.05   # seconds between moves of due jobs / takeovers of expired leases
 _MOVE_BATCH = 500
@@ -58,6 +65,8 @@ class Keys:
 
 
 class RedisBroker(Broker):
+    poll_interval = 0.25   # a blocking read: new jobs start at once, delayed ones within this
+
     def __init__(self, url: str, *, prefix: str = "surge:jobs:", timeout: float = 5.0) -> None:
         self.url = url
         self.keys = Keys(prefix)
@@ -73,6 +82,7 @@ class RedisBroker(Broker):
         self._take = self.redis.register_script(redis_scripts.TAKE)
         self._cancel = self.redis.register_script(redis_scripts.CANCEL)
         self._retry_dead = self.redis.register_script(redis_scripts.RETRY_DEAD)
+        self._settle_succeeded = self.redis.register_script(redis_scripts.SETTLE_SUCCEEDED)
         self._groups: set[str] = set()
         self._next_sweep = 0.0
 
@@ -90,7 +100,9 @@ class RedisBroker(Broker):
 
     async def enqueue(self, record: JobRecord) -> JobRecord:
         k = self.keys
-        flat = [item for pair in record.to_fields().items() for item in pair]
+        fields = record.to_fields(MUTABLE)
+        fields["spec"] = json.dumps({name: getattr(record, name) for name in SPEC})
+        flat = [item for pair in fields.items() for item in pair]
         key = k.key(record.key) if record.key is not None else k.job(record.id)
         async with self._translated("enqueue"):
             found = await self._enqueue(
@@ -201,11 +213,30 @@ class RedisBroker(Broker):
                                         justid=True)
 
     async def settle(self, records: Sequence[JobRecord], now: float, ttl: float) -> None:
+        succeeded: dict[str, list] = {}
+        others = []
+        for r in records:
+            if r.state == JobState.SUCCEEDED and r.delivery:
+                succeeded.setdefault(r.queue, []).extend(
+                    (r.id, r.delivery, r.finished_at or now, json.dumps(r.result))
+                )
+            else:
+                others.append(r)
+        async with self._translated("settle"):
+            for queue, args in succeeded.items():
+                await self._settle_succeeded(
+                    keys=[self.keys.stream(queue)],
+                    args=[GROUP, max(1, int(ttl)), self.keys.prefix, *args],
+                )
+            if others:
+                await self._settle_others(others, now, ttl)
+
+    async def _settle_others(self, records: Sequence[JobRecord], now: float, ttl: float) -> None:
         k = self.keys
-        async with self._translated("settle"), self.redis.pipeline(transaction=True) as pipe:
+        async with self.redis.pipeline(transaction=True) as pipe:
             for r in records:
                 job, stream = k.job(r.id), k.stream(r.queue)
-                pipe.hset(job, mapping=r.to_fields())
+                pipe.hset(job, mapping=r.to_fields(MUTABLE))
                 if r.delivery:
                     pipe.xack(stream, GROUP, r.delivery)
                     pipe.xdel(stream, r.delivery)
@@ -227,7 +258,7 @@ class RedisBroker(Broker):
     async def get(self, job_id: str) -> JobRecord | None:
         async with self._translated("get"):
             data = await self.redis.hgetall(self.keys.job(job_id))
-        return JobRecord.from_fields(data) if data else None
+        return _from_hash(data) if data else None
 
     async def depth(self, queue: str) -> dict[str, int]:
         k = self.keys
@@ -319,5 +350,9 @@ class RedisBroker(Broker):
 
 
 def _from_flat(values: list) -> JobRecord:
-    return JobRecord.from_fields(dict(zip(values[::2], values[1::2], strict=True)))
+    return _from_hash(dict(zip(values[::2], values[1::2], strict=True)))
+
+
+def _from_hash(data: dict) -> JobRecord:
+    return JobRecord.from_fields(data, base=json.loads(data["spec"]))
 

@@ -52,6 +52,8 @@ _EXPIRY_SWEEP_EVERY = 60.0
 
 
 class SQLiteBroker(Broker):
+    poll_interval = 0.02   # an idle poll is one read-only query
+
     def __init__(self, url: str, busy_timeout: float = 5.0) -> None:
         self.url = url
         rest = url.split("://", 1)[1]
@@ -229,11 +231,13 @@ def _claim(
     db: sqlite3.Connection, queues: list[str], worker: str, limit: int, lease: float,
     now: float, sweep: bool,
 ) -> list[JobRecord]:
+    marks = ",".join("?" * len(queues))
+    if not sweep and not _anything_due(db, queues, marks, now):
+        return []   # an idle poll takes no write lock
     db.execute("BEGIN IMMEDIATE")
     if sweep:
         db.execute("DELETE FROM surge_jobs WHERE expires_at < ?", (now,))
     claimed: list[JobRecord] = []
-    marks = ",".join("?" * len(queues))
     # a vanished worker's jobs first: they have waited longest
     expired = db.execute(
         f"SELECT id FROM surge_jobs WHERE state = 'running' AND lease_until < ? "
@@ -255,6 +259,16 @@ def _claim(
         claimed += _take(db, [row[0] for row in due], worker, lease, now)
     db.execute("COMMIT")
     return claimed
+
+
+def _anything_due(db: sqlite3.Connection, queues: list[str], marks: str, now: float) -> bool:
+    return db.execute(
+        f"SELECT 1 FROM surge_jobs WHERE queue IN ({marks}) AND state = 'queued' UNION ALL "
+        f"SELECT 1 FROM surge_jobs WHERE queue IN ({marks}) AND state IN {_WAITING_SQL} "
+        f"AND run_at <= ? UNION ALL SELECT 1 FROM surge_jobs WHERE state = 'running' "
+        f"AND lease_until < ? AND queue IN ({marks}) LIMIT 1",
+        (*queues, *queues, now, now, *queues),
+    ).fetchone() is not None
 
 
 def _take(

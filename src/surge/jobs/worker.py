@@ -38,14 +38,14 @@ class Worker:
     def __init__(
         self, queue: Queue, queues: Sequence[str] = ("default",), *,
         concurrency: int = DEFAULT_CONCURRENCY, grace: str | float = "30s",
-        poll: str | float = "50ms", unknown_delay: str | float = "30s",
+        poll: str | float | None = None, unknown_delay: str | float = "30s",
         name: str | None = None, rng: random.Random | None = None,
     ) -> None:
         self.queue, self.broker = queue, queue.broker
         self.queues = list(queues)
         self.concurrency = concurrency
         self.grace = parse_duration(grace)
-        self.poll = parse_duration(poll)
+        self.poll = self.broker.poll_interval if poll is None else parse_duration(poll)
         self.unknown_delay = parse_duration(unknown_delay)
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.rng = rng or random.Random()
