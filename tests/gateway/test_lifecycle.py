@@ -48,9 +48,10 @@ def test_sigterm_lets_the_request_in_flight_finish_refuses_new_ones_and_exits_0(
                    what="the slow request in flight")
         stopped_at = time.monotonic()
         gw.send_signal(signal.SIGTERM)
-        assert idle.closed_by_peer(within=1.0), "an idle connection stays open while draining"
-    eventually(lambda: refuses_connections(gw.listen), timeout=1.0,
+        assert idle.closed_by_peer(within=2.0), "an idle connection stays open while draining"
+    eventually(lambda: refuses_connections(gw.listen), timeout=2.0,
                what="new connections refused")
+    assert slow.is_alive(), "refused only after the drain ended: the check proves nothing"
     slow.join(5)
     assert answers and answers[0].status_code == 200 and answers[0].text == "slow"
     assert gw.proc.wait(timeout=5) == 0
@@ -97,7 +98,8 @@ def test_two_workers_both_serve_and_a_killed_one_is_replaced(upstreams, gateway)
 
     victim = min(pids)
     os.kill(victim, signal.SIGKILL)
-    assert len(serving_processes(gw.url, 30)) == 1   # the survivor serves meanwhile, no errors
+    # The survivor serves meanwhile with no errors (the replacement may join within these 30).
+    assert serving_processes(gw.url, 30)
     eventually(lambda: len(worker_pids(gw)) == 2 and victim not in worker_pids(gw),
                what="the killed worker replaced")
     after: set[str] = set()

@@ -137,10 +137,13 @@ class ClientConnection(asyncio.Protocol):
     # -- httptools callbacks ---------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self.receiving = Exchange(self, self.gw.now())
+        gw = self.gw
+        now = gw.now()
+        self.receiving = Exchange(self, now)
         self.head_seen = 0
         if self.deadline_kind != HEADER:
-            self.set_deadline(HEADER, self.gw.client_header_timeout)
+            self.deadline_kind = HEADER
+            self.deadline = now + gw.client_header_timeout
 
     def on_url(self, url: bytes) -> None:
         ex = self.receiving
@@ -222,7 +225,7 @@ class ClientConnection(asyncio.Protocol):
         self.flush()
         self.transport.close()
 
-    def exchange_done(self, ex: Exchange) -> None:
+    def exchange_done(self, ex: Exchange, now: float) -> None:
         """`ex` is answered and its request read: move on to the next request."""
         if self.current is not ex:
             return
@@ -237,7 +240,8 @@ class ClientConnection(asyncio.Protocol):
             self.current = nxt
             nxt.start()
         elif self.receiving is None:
-            self.set_deadline(IDLE, self.gw.idle_timeout)
+            self.deadline_kind = IDLE
+            self.deadline = now + self.gw.idle_timeout
 
     def start_tunnel(self, conn: UpstreamConnection) -> None:
         self.tunnel = conn.transport

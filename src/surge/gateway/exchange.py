@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from surge.gateway import headers as h
 from surge.observe.problem import problem_document, problem_response
+from surge.upstreams.upstream import EWMA_ALPHA
 
 if TYPE_CHECKING:
     from surge.gateway.client import ClientConnection
@@ -32,49 +33,48 @@ _CRLF = b"\r\n"
 
 
 class Exchange:
-    __slots__ = (
-        "client", "method", "target", "http11", "keep_alive", "headers", "host", "length",
-        "chunked", "expect", "upgrade", "request_id", "xff", "cookie", "idempotency_key",
-        "started", "route", "service", "upstream", "conn", "tried", "head", "body",
-        "body_sent", "kept", "received", "req_done", "status", "out_chunked", "sent_bytes",
-        "responded", "cancelled", "deadline", "sticky_hit", "tunnel", "holding", "hop",
-    )
+    # Defaults live on the class: a new exchange sets three attributes instead of forty, and
+    # only the ones a request actually changes are written.
+    method = b"GET"
+    target = b""
+    http11 = True
+    keep_alive = True
+    host: bytes | None = None
+    length = -1
+    chunked = False
+    expect = False
+    upgrade: bytes | None = None
+    request_id: bytes | None = None
+    xff: bytes | None = None
+    cookie: bytes | None = None
+    idempotency_key = False
+    hop: frozenset[bytes] | None = None  # header names the client's Connection makes hop-by-hop
+    route: RouteRuntime | None = None
+    service: ServiceRuntime | None = None
+    upstream: Upstream | None = None
+    conn: UpstreamConnection | None = None
+    tried: tuple[Upstream, ...] = ()
+    head = b""
+    body: list[bytes] | None = None  # the request body kept for a replay, framed
+    replayable_body = True           # False once the body outgrew REPLAY_BUFFER
+    body_sent = 0
+    kept = 0
+    received = 0
+    req_done = False
+    status = 0
+    out_chunked = False
+    sent_bytes = 0
+    responded = False
+    cancelled = False
+    deadline = 0.0
+    sticky_hit = False
+    tunnel = False
+    holding = False
 
     def __init__(self, client: ClientConnection, started: float) -> None:
         self.client = client
         self.started = started
-        self.target = b""
         self.headers: list[tuple[bytes, bytes]] = []
-        self.host: bytes | None = None
-        self.length = -1
-        self.chunked = False
-        self.expect = False
-        self.upgrade: bytes | None = None
-        self.request_id: bytes | None = None
-        self.xff: bytes | None = None
-        self.cookie: bytes | None = None
-        self.idempotency_key = False
-        # Header names the client's Connection header makes hop-by-hop (rare: None if none).
-        self.hop: frozenset[bytes] | None = None
-        self.route: RouteRuntime | None = None
-        self.service: ServiceRuntime | None = None
-        self.upstream: Upstream | None = None
-        self.conn: UpstreamConnection | None = None
-        self.tried: list[Upstream] = []
-        self.body: list[bytes] | None = []
-        self.body_sent = 0
-        self.kept = 0
-        self.received = 0
-        self.req_done = False
-        self.status = 0
-        self.out_chunked = False
-        self.sent_bytes = 0
-        self.responded = False
-        self.cancelled = False
-        self.deadline = 0.0
-        self.sticky_hit = False
-        self.tunnel = False
-        self.holding = False
 
     # -- request side ----------------------------------------------------------------------------
 
@@ -90,12 +90,13 @@ class Exchange:
             return
         path, _, query = target.partition(b"?")
         host = self.host.partition(b":")[0].decode("latin-1") if self.host else None
-        route = gw.snapshot.routes.match(self.method.decode("latin-1"),
-                                         path.decode("latin-1"), host, self.header_map())
-        if route is None:
+        routes = gw.snapshot.routes
+        found = routes.table.match(self.method.decode("latin-1"), path.decode("latin-1"), host,
+                                   self.header_map() if routes.uses_headers else _EMPTY)
+        if found is None:
             self.fail(404, "no-route", f"no route for {path.decode('latin-1')}", "no_route")
             return
-        self.route = route
+        self.route = route = found.source
         if self.length > gw.max_body_bytes:
             self.fail(413, "body-too-large",
                       f"request body of {self.length} bytes is over the limit of "
@@ -112,8 +113,6 @@ class Exchange:
 
     def header_map(self) -> dict[str, str]:
         """Lower-cased request headers, built only when a route matches on headers."""
-        if not self.client.gw.snapshot.routes.uses_headers:
-            return _EMPTY
         return {n.decode("latin-1").lower(): v.decode("latin-1") for n, v in self.headers}
 
     def upstream_head(self, target: bytes) -> bytes:
@@ -157,7 +156,7 @@ class Exchange:
             return
         self.upstream = up
         self.holding = True
-        self.tried.append(up)
+        self.tried += (up,)
         up.inflight += 1
         up.pool.acquire(self)
 
@@ -168,16 +167,18 @@ class Exchange:
         self.conn = conn
         conn.exchange = self
         body = self.body
-        if body is None or not body:
-            conn.send(self.head)
-        else:
-            conn.send(self.head + b"".join(body))
+        if body:
+            conn.transport.write(self.head + b"".join(body))
             self.body_sent = len(body)
-        if self.client.write_paused:
+        else:
+            conn.transport.write(self.head)
+        client = self.client
+        if client.write_paused:
             conn.pause_reading()
         if self.req_done:
-            self.deadline = self.client.gw.now() + self.client.gw.upstream_timeout
-        self.client.resume_reading_for(4)
+            self.deadline = client.gw.now() + client.gw.upstream_timeout
+        if client.paused:
+            client.resume_reading_for(4)
 
     def request_body(self, data: bytes) -> None:
         if self.responded and self.conn is None:
@@ -194,7 +195,7 @@ class Exchange:
         self.req_done = True
         if self.responded:
             if self.conn is None:
-                self.client.exchange_done(self)
+                self.client.exchange_done(self, self.client.gw.now())
             return
         if self.chunked:
             self.forward_body(h.LAST_CHUNK)
@@ -203,18 +204,20 @@ class Exchange:
 
     def forward_body(self, framed: bytes) -> None:
         body = self.body
-        if body is not None:
+        if self.replayable_body:
+            if body is None:
+                self.body = body = []
             self.kept += len(framed)
             body.append(framed)
         conn = self.conn
         if conn is not None:
-            conn.send(framed)
+            conn.transport.write(framed)
             if body is not None:
                 self.body_sent = len(body)
                 if self.kept > REPLAY_BUFFER:
-                    self.body = None  # too big to replay; sent, so nothing is lost
-        elif body is None:
-            pass  # unreachable: a body is dropped only after it was all sent
+                    # Too big to replay; all of it is sent, so nothing is lost.
+                    self.body = None
+                    self.replayable_body = False
         elif self.kept > REPLAY_BUFFER:
             self.client.pause_reading_for(4)  # hold the client until a connection is ready
 
@@ -274,17 +277,19 @@ class Exchange:
         self.client.write(h.chunk(data) if self.out_chunked else data)
 
     def response_end(self, conn: UpstreamConnection, upstream_keep_alive: bool) -> None:
-        if self.status == 0 or self.status == 101:
+        status = self.status
+        if status == 0 or status == 101:
             return  # an interim answer ended, or an upgrade follows
         if self.out_chunked:
             self.client.write(h.LAST_CHUNK)
         conn.exchange = None
         self.conn = None
+        now = self.client.gw.now()
         if upstream_keep_alive and self.req_done:
-            conn.pool.release(conn)
+            conn.pool.release(conn, now)
         else:
             conn.close()
-        self.finish(self.status < 500)
+        self.finish(status < 500, now)
 
     def upstream_upgraded(self, rest: bytes) -> None:
         """The upstream answered 101: from now on both sides are a plain byte tunnel."""
@@ -295,7 +300,7 @@ class Exchange:
         if rest:
             client.write(rest)
         client.start_tunnel(conn)
-        self.account()
+        self.account(client.gw.now())
 
     def upstream_lost(self, conn: UpstreamConnection, exc: Exception | None) -> None:
         """The upstream connection closed while serving this exchange."""
@@ -356,7 +361,7 @@ class Exchange:
                   f"{self.client.gw.upstream_timeout:g}s", "upstream_timeout")
 
     def replayable(self) -> bool:
-        return self.body is not None and (self.method in IDEMPOTENT or self.idempotency_key)
+        return self.replayable_body and (self.method in IDEMPOTENT or self.idempotency_key)
 
     def retry_or_fail(self, status: int, type_: str, detail: str, reason: str,
                       replay_safe: bool) -> None:
@@ -371,18 +376,21 @@ class Exchange:
 
     # -- endings ---------------------------------------------------------------------------------
 
-    def leave_upstream(self, ok: bool | None) -> None:
+    def leave_upstream(self, ok: bool | None, now: float = 0.0) -> None:
         """This request is done with its current upstream; `ok` None means no verdict."""
         if not self.holding:
             return
         self.holding = False
         up = self.upstream
         up.inflight -= 1
-        if ok is not None:
-            now = self.client.gw.now()
-            if ok:
-                up.observe_latency(now - self.started)
-            self.service.record(up, ok, now)
+        if ok is None:
+            return
+        now = now or self.client.gw.now()
+        if ok:
+            up.ewma += EWMA_ALPHA * (now - self.started - up.ewma)
+            if not up.failures:
+                return  # the common case: nothing for outlier detection to learn
+        self.service.record(up, ok, now)
 
     def abandon_upstream(self, ok: bool | None = None) -> None:
         conn = self.conn
@@ -417,21 +425,23 @@ class Exchange:
         client.write(problem_response(status, body, extra, close=not self.keep_alive))
         self.responded = True
         self.deadline = 0.0
-        self.account()
+        now = client.gw.now()
+        self.account(now)
         if self.req_done or not self.keep_alive:
-            client.exchange_done(self)
+            client.exchange_done(self, now)
 
-    def finish(self, ok: bool) -> None:
-        self.leave_upstream(ok)
+    def finish(self, ok: bool, now: float = 0.0) -> None:
+        now = now or self.client.gw.now()
+        self.leave_upstream(ok, now)
         self.responded = True
-        self.account()
+        self.account(now)
         if not self.req_done:
             self.keep_alive = False  # answered early: the unread body cannot be skipped safely
-        self.client.exchange_done(self)
+        self.client.exchange_done(self, now)
 
-    def account(self) -> None:
+    def account(self, now: float) -> None:
         gw = self.client.gw
-        duration = gw.now() - self.started
+        duration = now - self.started
         route = self.route
         if route is not None:
             route.stats.observe(self.status, duration)

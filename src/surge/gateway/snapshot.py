@@ -41,18 +41,14 @@ class RouteRuntime:
 
 
 class Routes:
-    """The route table with the one fact the data path asks before building a header map."""
+    """The route table (`table.match` returns a `Route` whose `.source` is a RouteRuntime) and
+    the one fact the data path asks before building a header map."""
 
     __slots__ = ("table", "uses_headers")
 
     def __init__(self, routes: list[RouteRuntime]) -> None:
         self.table = RouteTable(routes)
         self.uses_headers = any(r.headers for r in routes)
-
-    def match(self, method: str, path: str, host: str | None,
-              headers: dict[str, str]) -> RouteRuntime | None:
-        found = self.table.match(method, path, host, headers)
-        return found.source if found is not None else None
 
 
 @dataclass(frozen=True)

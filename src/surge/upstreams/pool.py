@@ -55,7 +55,7 @@ class Pool:
             self.service.pending += 1
             self.waiters.append(exchange)
 
-    def release(self, conn: UpstreamConnection) -> None:
+    def release(self, conn: UpstreamConnection, now: float = 0.0) -> None:
         """A connection finished a response and may serve another."""
         conn.reset_for_reuse()
         if self.closing or conn.closed:
@@ -65,7 +65,7 @@ class Pool:
         if waiter is not None:
             waiter.attach(conn)
             return
-        conn.idle_since = self.loop.time()
+        conn.idle_since = now or self.loop.time()
         self.idle.append(conn)
 
     def lost(self, conn: UpstreamConnection) -> None:
