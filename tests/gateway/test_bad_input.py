@@ -164,7 +164,7 @@ def test_a_client_sending_its_head_too_slowly_is_cut_off_while_others_are_served
                 break
         assert cut_off, "the slow client was never cut off"
     elapsed = time.monotonic() - started
-    assert 0.9 <= elapsed < 3.0, elapsed
+    assert 0.9 <= elapsed < 5.0, elapsed   # cut at about client_header (1s), not before
     assert failed_count(gw.admin_url, "client_header_timeout") == before + 1
     assert slow.buffer.startswith(b"HTTP/1.1 408 "), slow.buffer   # told why, then closed
     assert b"application/problem+json" in slow.buffer
