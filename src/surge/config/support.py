@@ -28,10 +28,6 @@ class Unsupported:
 
 
 NOT_YET_SUPPORTED: tuple[Unsupported, ...] = (
-    Unsupported("services.*.process", "the supervisor is not built",
-                "remove the key or use 'upstreams'"),
-    Unsupported("services.*.scaling", "the autoscaler is not wired in",
-                "remove the key and set a fixed number of upstreams"),
     Unsupported("routes[*].rate_limit", "the rate limit policy is not wired in",
                 "remove the key or set it to false"),
     Unsupported("jobs", "the job workers are not wired in", "remove the section"),

@@ -38,6 +38,10 @@ async def serve(config: Config, path: Path | None, *, reuse_port: bool = False,
         host, _, port = admin.rpartition(":")
         admin_server = AdminServer(gateway, host.strip("[]"), int(port))
         await admin_server.start()
+    # Imported here: scaling imports this module. Started after the gateway: replicas join it.
+    from surge.scaling.loop import start_scaling
+
+    scaling = await start_scaling(gateway, config, admin_server.router if admin_server else None)
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
@@ -53,6 +57,7 @@ async def serve(config: Config, path: Path | None, *, reuse_port: bool = False,
     if admin_server is not None:
         await admin_server.close()
     await gateway.shutdown()
+    await scaling.stop()  # replicas stop after the last request they serve has finished
     log.info("stopped")
 
 
