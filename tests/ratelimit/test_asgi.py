@@ -90,6 +90,14 @@ async def test_a_bad_or_revoked_key_gets_401_and_never_reaches_the_store(keys):
     assert len(limiter.store) == 0
 
 
+async def test_a_key_whose_plan_left_the_config_counts_on_the_default_plan(keys):
+    registry, free, _ = keys
+    section = {**SECTION, "plans": {"anonymous": ["2/minute"], "premium": ["6/minute"]}}
+    limiter = Limiter(RateLimitSettings.from_config(section))
+    async with client_for(guarded_app(limiter, registry=registry)) as client:
+        assert await statuses(client, 3, headers={"X-API-Key": free}) == [200, 200, 429]
+
+
 async def test_a_custom_identity_counts_per_whatever_it_returns():
     limiter = Limiter(RateLimitSettings.from_config(SECTION))
     app = guarded_app(limiter, identify=lambda scope: scope["path"])

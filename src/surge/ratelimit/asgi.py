@@ -53,6 +53,8 @@ class Guard:
             identity, plan = self._who(scope)
         except Unauthorized as error:
             return None, (error.status, [], error_document(error))
+        if plan is not None and plan not in self.limiter.plans:
+            plan = None  # the key's plan left the config: the endpoint's or default plan
         plan = plan or self.plan  # a key's own plan wins over the endpoint's
         decision = await self.limiter.hit(prefix + identity, plan, self.cost)
         headers = self.limiter.headers(decision, plan)
