@@ -25,7 +25,8 @@ log = logging.getLogger("surge.gateway")
 NONE, HEADER, IDLE = 0, 1, 2
 
 # Why reading from the client is paused (bits): a pipelined request waits; the upstream's
-# write buffer is full; a body is held while no upstream connection is ready.
+# write buffer is full; a body is held while no upstream connection is ready; (8, in
+# exchange.py) a policy is waiting for a remote store.
 PIPELINE, UPSTREAM_FULL, HOLDING = 1, 2, 4
 
 _DROPPED = frozenset({

@@ -8,9 +8,12 @@ which failures are retried, what the client is told, what is counted."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import TYPE_CHECKING
 
 from surge.gateway import headers as h
+from surge.gateway.policy import Answer, Verdict
 from surge.observe.problem import problem_document, problem_response
 from surge.upstreams.upstream import EWMA_ALPHA
 
@@ -22,10 +25,13 @@ if TYPE_CHECKING:
     from surge.upstreams.service import ServiceRuntime
     from surge.upstreams.upstream import Upstream
 
+log = logging.getLogger("surge.gateway")
+
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 # A request body up to this size is kept after sending, so the request can be replayed.
 REPLAY_BUFFER = 64 * 1024
 _NO_BODY_STATUS = frozenset({204, 304})
+POLICY_WAIT = 8  # a pause-reading reason bit (see client.py): a policy is waiting
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _SP = b" "
 _COLON = b": "
@@ -70,6 +76,7 @@ class Exchange:
     sticky_hit = False
     tunnel = False
     holding = False
+    extra_headers = b""  # response header lines added by policies, each ending in CRLF
 
     def __init__(self, client: ClientConnection, started: float) -> None:
         self.client = client
@@ -107,6 +114,48 @@ class Exchange:
             target = stripped + b"?" + query if query else stripped
         self.service = gw.snapshot.services[route.service]
         self.head = self.upstream_head(target)
+        if route.policies:
+            self.run_policies(0)
+        else:
+            self.proceed()
+
+    def run_policies(self, index: int) -> None:
+        """Run the route's policies from `index`; the first answer ends the request here."""
+        policies = self.route.policies
+        while index < len(policies):
+            verdict = policies[index].before(self)
+            index += 1
+            if verdict is None:
+                continue
+            if isinstance(verdict, Answer):
+                self.answer(verdict)
+                return
+            task = asyncio.ensure_future(verdict)
+            task.add_done_callback(lambda t, i=index: self.policy_settled(t, i))
+            self.client.pause_reading_for(POLICY_WAIT)
+            return
+        self.proceed()
+
+    def policy_settled(self, task: asyncio.Future[Verdict], index: int) -> None:
+        if self.cancelled:
+            return
+        self.client.resume_reading_for(POLICY_WAIT)
+        try:
+            verdict = task.result()
+        except Exception:  # a policy bug answers 500; the gateway keeps serving
+            log.exception("policy %s failed", self.route.policies[index - 1])
+            self.fail(500, "internal", "a gateway policy failed", "policy_error")
+            return
+        if verdict is not None:
+            self.answer(verdict)
+        else:
+            self.run_policies(index)
+
+    def answer(self, verdict: Answer) -> None:
+        self.fail(verdict.status, verdict.type, verdict.detail, verdict.reason,
+                  headers=verdict.headers)
+
+    def proceed(self) -> None:
         if self.expect and not self.req_done:
             self.client.write(_CONTINUE)
         self.dispatch()
@@ -238,7 +287,7 @@ class Exchange:
         self.deadline = 0.0
         client = self.client
         parts = [b"HTTP/1.1 %d " % status, head.reason, head.block,
-                 b"\r\nX-Request-ID: ", self.request_id, _CRLF]
+                 b"\r\nX-Request-ID: ", self.request_id, _CRLF, self.extra_headers]
         service = self.service
         if service.sticky_cookie and not self.sticky_hit:
             parts += (b"Set-Cookie: ", service.sticky_cookie, b"=", self.upstream.id.encode(),
@@ -406,7 +455,8 @@ class Exchange:
         self.abandon_upstream()
 
     def fail(self, status: int, type_: str, detail: str, reason: str | None,
-             retry_after: bytes | None = None) -> None:
+             retry_after: bytes | None = None,
+             headers: list[tuple[bytes, bytes]] | None = None) -> None:
         """Answer with a problem document instead of an upstream's response."""
         client = self.client
         if reason is not None:
@@ -418,11 +468,17 @@ class Exchange:
         extra = [(b"X-Request-ID", self.request_id or b"-")]
         if retry_after is not None:
             extra.append((b"Retry-After", retry_after))
+        if headers:
+            extra += headers
         if not self.req_done and (self.length < 0 or self.length - self.received > REPLAY_BUFFER):
             self.keep_alive = False  # too much unread body to skip: close instead
         body = problem_document(status, type_, detail=detail,
                                 request_id=(self.request_id or b"-").decode())
-        client.write(problem_response(status, body, extra, close=not self.keep_alive))
+        response = problem_response(status, body, extra, close=not self.keep_alive)
+        if self.extra_headers:  # headers policies added (e.g. RateLimit) go on errors too
+            end = response.index(b"\r\n\r\n") + 2
+            response = response[:end] + self.extra_headers + response[end:]
+        client.write(response)
         self.responded = True
         self.deadline = 0.0
         now = client.gw.now()

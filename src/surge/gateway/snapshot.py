@@ -6,9 +6,11 @@ with one assignment, so no request sees half a change. Services live on across s
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from surge.gateway.policy import RoutePolicy
 from surge.observe.metrics import GatewayStats, RouteStats
 from surge.routing import RouteTable, strip
 from surge.upstreams.service import ServiceRuntime
@@ -23,9 +25,10 @@ class RouteRuntime:
     """A configured route plus what the gateway keeps per route (its counters)."""
 
     __slots__ = ("spec", "prefix", "host", "methods", "headers", "service", "strip_prefix",
-                 "label", "stats")
+                 "label", "stats", "policies")
 
-    def __init__(self, spec: Any, stats: GatewayStats) -> None:
+    def __init__(self, spec: Any, stats: GatewayStats,
+                 policies: tuple[RoutePolicy, ...] = ()) -> None:
         self.spec = spec
         self.prefix = spec.prefix
         self.host = spec.host
@@ -35,6 +38,7 @@ class RouteRuntime:
         self.strip_prefix = spec.strip_prefix
         self.label = (spec.host or "") + spec.prefix
         self.stats: RouteStats = stats.route(self.label, spec.service)
+        self.policies = policies
 
     def strip(self, path: str) -> str:
         return strip(path, self)  # type: ignore[arg-type]
@@ -60,7 +64,8 @@ class Snapshot:
 
 def build_snapshot(config: Config, previous: Snapshot | None, stats: GatewayStats,
                    connect_timeout: float, now: float,
-                   dynamic: dict[str, dict[str, int | None]] | None = None) -> Snapshot:
+                   dynamic: dict[str, dict[str, int | None]] | None = None,
+                   policies: Callable[[Any], tuple[RoutePolicy, ...]] | None = None) -> Snapshot:
     """The snapshot for `config`, reusing the services of `previous`. Changes made through the
     admin API survive reloads: `dynamic` maps service -> address -> weight, or None for an
     upstream removed there."""
@@ -84,7 +89,8 @@ def build_snapshot(config: Config, previous: Snapshot | None, stats: GatewayStat
         if name not in services:
             for address in list(service.upstreams):
                 service.drain(address)
-    routes = Routes([RouteRuntime(r, stats) for r in config.routes])
+    routes = Routes([RouteRuntime(r, stats, policies(r) if policies else ())
+                     for r in config.routes])
     return Snapshot(config, routes, services)
 
 
