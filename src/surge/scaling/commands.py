@@ -1,5 +1,6 @@
 """Subcommands of scaling: `surge load` (an open-model load generator to watch autoscaling
-happen) and `surge deploy k8s` (the scaling config rendered as Kubernetes objects).
+happen), `surge deploy k8s` (the scaling config rendered as Kubernetes objects) and
+`surge restart SERVICE` (a rolling restart through the running gateway's admin API).
 Imports stay light here; each handler imports what it runs."""
 
 from __future__ import annotations
@@ -26,6 +27,16 @@ def register(subparsers: Any) -> None:
                       help="keep-alive connections in the pool")
     load.add_argument("--timeout", default="10s", help="a request slower than this fails")
     load.set_defaults(handler=_load)
+
+    restart = subparsers.add_parser(
+        "restart", help="rolling restart of a service's replicas (no request lost)",
+        description="Each replica is replaced by a new one that is healthy before the old one "
+                    "drains. Waits until done.")
+    restart.add_argument("service", help="a service with 'process' or a jobs worker group")
+    restart.add_argument("--admin", default=None,
+                         help="admin API host:port (default: gateway.admin of ./surge.yaml)")
+    restart.add_argument("--timeout", default="10m", help="give up waiting after this long")
+    restart.set_defaults(handler=_restart)
 
     deploy = subparsers.add_parser("deploy", help="render the stack for a platform")
     targets = deploy.add_subparsers(dest="platform", metavar="PLATFORM", required=True)
@@ -90,3 +101,44 @@ def _load(args: argparse.Namespace) -> int:
         result = run.result
     print_summary(result)
     return 0 if result.failed == 0 else 1
+
+
+def _restart(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+    import time
+    from urllib.parse import quote
+
+    from surge.admin.client import call, raise_for_problem
+    from surge.config import find_config, load
+    from surge.config.units import parse_duration
+    from surge.errors import SurgeError
+
+    admin = args.admin
+    if admin is None:
+        path = find_config(None)
+        admin = load(path, check_support=False).gateway.admin if path else "127.0.0.1:9000"
+    host, _, port = admin.removeprefix("http://").rpartition(":")
+    name, deadline = args.service, time.monotonic() + parse_duration(args.timeout)
+
+    async def restart() -> dict:
+        raise_for_problem(*await call(int(port), "POST",
+                                      f"/api/services/{quote(name, safe='')}/restart", {},
+                                      host=host))
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            status, body = await call(int(port), "GET", "/api/scaling", host=host)
+            raise_for_problem(status, body)
+            view = json.loads(body)["services"][name]
+            if not view["restarting"]:
+                return view
+        raise SurgeError(f"still restarting after {args.timeout}")
+
+    try:
+        view = asyncio.run(restart())
+    except (SurgeError, OSError, TimeoutError) as exc:
+        print(f"surge restart: {exc}", file=sys.stderr)
+        return 1
+    last = [e for e in view["events"] if e["kind"] in ("restarted", "restart_failed")][-1:]
+    print(last[0]["message"] if last else "restart finished")
+    return 0 if last and last[0]["kind"] == "restarted" else 1

@@ -30,11 +30,13 @@ DECISIONS_KEPT = 100
 
 
 class Scaled:
-    """One scaled group's policy, its last decision and what it samples from."""
+    """One supervised group: what it samples from, and its policy with the last decisions
+    (no policy without a `scaling` block: its replicas are still measured)."""
 
-    def __init__(self, name: str, spec: PolicySpec, traffic: ServiceTraffic | None) -> None:
+    def __init__(self, name: str, spec: PolicySpec | None,
+                 traffic: ServiceTraffic | None) -> None:
         self.name = name
-        self.policy = Policy(spec)
+        self.policy = Policy(spec) if spec is not None else None
         self.traffic = traffic
         self.trees: dict[int, ProcessTree] = {}
         self.last: dict[str, Any] | None = None
@@ -54,12 +56,13 @@ class ScalingLoop:
         self.queues = queues
         self.clock = clock
         self.scaled: dict[str, Scaled] = {}
-        for name, block in scaling.items():
-            spec = PolicySpec.from_config(block, control_period=period)
-            is_service = supervisor.group(name).spec.gateway
-            traffic = ServiceTraffic(gateway.stats, name) if is_service and gateway else None
+        for name, group in supervisor.groups.items():
+            block = scaling.get(name)
+            spec = PolicySpec.from_config(block, control_period=period) if block else None
+            is_service = group.spec.gateway and gateway is not None
+            traffic = ServiceTraffic(gateway.stats, name) if is_service else None
             self.scaled[name] = Scaled(name, spec, traffic)
-        periods = [s.policy.spec.control_period for s in self.scaled.values()]
+        periods = [s.policy.spec.control_period for s in self.scaled.values() if s.policy]
         self.period = period or min(periods, default=2.0)
         self.task: asyncio.Task[None] | None = None
 
@@ -101,14 +104,19 @@ class ScalingLoop:
                 log.exception("autoscaler tick failed")
 
     async def tick(self, now: float) -> dict[str, Decision]:
-        """One control period: decide and apply for every scaled group."""
-        return {name: await self.step(scaled, now) for name, scaled in self.scaled.items()}
+        """One control period: measure every group, decide and apply for the scaled ones."""
+        decisions = {}
+        for name, scaled in self.scaled.items():
+            samples = await self.collect(scaled, now)
+            if scaled.policy is not None:
+                decisions[name] = await self.step(scaled, scaled.policy, samples, now)
+        return decisions
 
-    async def step(self, scaled: Scaled, now: float) -> Decision:
-        samples = await self.collect(scaled, now)
+    async def step(self, scaled: Scaled, policy: Policy, samples: list[Sample],
+                   now: float) -> Decision:
         name = scaled.name
         current = self.supervisor.count(name)
-        decision = scaled.policy.decide(samples, current, now)
+        decision = policy.decide(samples, current, now)
         applied = decision.desired != current and not self.supervisor.group(name).restarting
         scaled.last = {"at": round(now, 3), "current": current, "applied": applied,
                        **asdict(decision)}
@@ -175,8 +183,8 @@ class ScalingLoop:
         services = {}
         for name in self.supervisor.groups:
             entry = self.supervisor.view(name)
-            scaled = self.scaled.get(name)
-            if scaled is None:
+            scaled = self.scaled[name]
+            if scaled.policy is None:
                 entry |= {"desired": entry["replicas"], "reason": "fixed (no scaling block)"}
             else:
                 spec = scaled.policy.spec
