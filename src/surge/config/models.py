@@ -10,6 +10,7 @@ not decided here but in `support.py`."""
 from __future__ import annotations
 
 import difflib
+import ipaddress
 from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
@@ -211,12 +212,26 @@ class RateLimits(SurgeModel):
     """Plan for requests without an API key."""
     on_store_error: Literal["allow", "deny"] = "allow"
     """What to do when the shared store cannot be reached."""
+    dry_run: bool = False
+    """Count and log would-be rejections but reject nothing (to tune limits on real traffic)."""
+    trusted_proxies: list[str] = []
+    """Networks (CIDRs, e.g. `10.0.0.0/8`) whose `X-Forwarded-For` is believed for `key: ip`."""
 
     @field_validator("default_plan")
     @classmethod
     def _known_plan(cls, value: str, info: ValidationInfo) -> str:
         plans = info.data.get("plans")
         _check_reference(value, "plan", None if plans is None else set(plans))
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"{cidr!r} is not an IP network like 10.0.0.0/8") from None
         return value
 
 

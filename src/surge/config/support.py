@@ -28,11 +28,7 @@ class Unsupported:
 
 
 NOT_YET_SUPPORTED: tuple[Unsupported, ...] = (
-    Unsupported("routes[*].rate_limit", "the rate limit policy is not wired in",
-                "remove the key or set it to false"),
     Unsupported("jobs", "the job workers are not wired in", "remove the section"),
-    Unsupported("state", "only in-process state is built", "remove the key or use 'local'",
-                in_use=lambda value: value != "local"),
 )
 
 

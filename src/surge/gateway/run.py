@@ -16,6 +16,7 @@ import uvloop
 from surge.admin.server import AdminServer
 from surge.config import Config, load
 from surge.errors import ConfigError
+from surge.gateway.ratelimit import register_routes as register_rate_limit_routes
 from surge.gateway.server import Gateway
 
 log = logging.getLogger("surge.gateway")
@@ -37,6 +38,7 @@ async def serve(config: Config, path: Path | None, *, reuse_port: bool = False,
     if admin:
         host, _, port = admin.rpartition(":")
         admin_server = AdminServer(gateway, host.strip("[]"), int(port))
+        register_rate_limit_routes(admin_server.router, lambda: gateway.rate_limiting)
         await admin_server.start()
     # Imported here: scaling imports this module. Started after the gateway: replicas join it.
     from surge.scaling.loop import start_scaling

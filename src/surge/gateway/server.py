@@ -16,6 +16,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from surge.config import Config, load
 from surge.errors import ClientError, NotFound
 from surge.gateway.client import ClientConnection
+from surge.gateway.policy import RoutePolicy
+from surge.gateway.ratelimit import RateLimitCollector, RateLimiting, in_use, signature
 from surge.gateway.snapshot import Snapshot, build_snapshot
 from surge.observe.accesslog import AccessLog
 from surge.observe.metrics import GatewayCollector, GatewayStats
@@ -48,6 +50,9 @@ class Gateway:
         self.registry = CollectorRegistry()
         self.registry.register(GatewayCollector(  # type: ignore[arg-type]
             self.stats, lambda: self.snapshot.services.values(), lambda: len(self.connections)))
+        self.rate_limiting: RateLimiting | None = None
+        self.rate_limit_stats = RateLimitCollector(lambda: self.rate_limiting)
+        self.registry.register(self.rate_limit_stats)  # type: ignore[arg-type]
         self.apply(config)
 
     # -- configuration ---------------------------------------------------------------------------
@@ -61,6 +66,7 @@ class Gateway:
         self.client_header_timeout = g.timeouts.client_header
         self.upstream_timeout = g.timeouts.upstream
         self.idle_timeout = g.timeouts.idle
+        self.set_rate_limiting(config)
         self.rebuild()
         self.set_access_log(g.access_log)
 
@@ -70,7 +76,7 @@ class Gateway:
                   for u in s.upstreams.values()}
         self.snapshot = build_snapshot(self.config, previous, self.stats,
                                        self.config.gateway.timeouts.connect, self.now(),
-                                       self.dynamic)
+                                       self.dynamic, self.policies)
         if previous is not None:
             self.retired += [s for n, s in previous.services.items()
                              if n not in self.snapshot.services]
@@ -86,6 +92,23 @@ class Gateway:
         for name in list(self.probers):
             if name not in self.snapshot.services:
                 self.probers.pop(name).stop()
+
+    def policies(self, route: Any) -> tuple[RoutePolicy, ...]:
+        limiting = self.rate_limiting
+        return limiting.policies(route) if limiting is not None else ()
+
+    def set_rate_limiting(self, config: Config) -> None:
+        """Build the limiter, key registry and identifier once; a reload keeps them (and their
+        counts) while the rate_limits section, state and data_dir stay the same."""
+        base = self.path.parent if self.path is not None else Path.cwd()
+        wanted = in_use(config)
+        current = self.rate_limiting
+        if current is not None and wanted and current.signature == signature(config, base):
+            return
+        self.rate_limiting = RateLimiting(config, base) if wanted else None
+        if current is not None:
+            self.rate_limit_stats.retire(current)
+            self.loop.create_task(current.close())
 
     def set_access_log(self, target: str) -> None:
         current = self.access_log
@@ -130,6 +153,8 @@ class Gateway:
                 up.pool.close()
         if self.access_log is not None:
             self.access_log.close()
+        if self.rate_limiting is not None:
+            await self.rate_limiting.close()
 
     async def sweep(self) -> None:
         tick = 0
