@@ -7,6 +7,7 @@ import asyncio
 import time
 
 import pytest
+from prometheus_client import REGISTRY
 
 from surge.errors import JobError
 from surge.jobs import JobState, Queue
@@ -35,17 +36,24 @@ class Running:
         await asyncio.wait_for(self.task, 10)
 
 
-async def test_a_job_runs_and_its_result_is_readable_by_id(url):
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_a_job_runs_and_its_result_is_readable_by_id_and_counted(url):
     queue = Queue.from_url(url)
 
     @queue.job
     async def add(a: int, b: int) -> int:
         return a + b
 
+    succeeded = sample("surge_jobs_total", queue="default", outcome="succeeded")
     worker = Running(queue)
     job = await add.enqueue(2, 3)
     assert await job.result(timeout=5) == 5
     assert (await queue.get(job.id)).state == JobState.SUCCEEDED
+    assert sample("surge_jobs_total", queue="default", outcome="succeeded") == succeeded + 1
+    assert sample("surge_job_run_seconds_count", queue="default") >= 1
     await worker.stop()
     await queue.close()
 
