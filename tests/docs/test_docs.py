@@ -111,6 +111,17 @@ def test_the_readme_opens_with_the_two_commands_to_run_the_quickstart_and_the_te
     assert (ROOT / ".ci" / "run").is_file()
 
 
+def test_the_quickstart_banner_shown_in_the_docs_is_what_surge_up_prints(capsys):
+    from surge.config import load
+    from surge.gateway.commands import QUICKSTART, print_banner
+
+    path = QUICKSTART / "surge.yaml"
+    print_banner(path, load(path), True)
+    banner = capsys.readouterr().out.replace(str(ROOT), "/path/to/surge").strip()
+    for page in (README, ROOT / "docs" / "quickstart.md"):
+        assert banner in page.read_text(), f"{_name(page)} shows another banner than:\n{banner}"
+
+
 def test_the_ci_script_runs_the_suite_with_the_virtualenvs_pytest():
     script = (ROOT / ".ci" / "run").read_text()
     assert ".venv/bin/python -m pytest" in script
