@@ -122,6 +122,16 @@ def test_the_quickstart_banner_shown_in_the_docs_is_what_surge_up_prints(capsys)
         assert banner in page.read_text(), f"{_name(page)} shows another banner than:\n{banner}"
 
 
+def test_the_surge_yaml_in_the_readme_is_one_surge_up_accepts():
+    from surge.config import parse
+
+    blocks = re.findall(r"^```yaml\n(.*?)^```", README.read_text(), re.MULTILINE | re.DOTALL)
+    assert blocks, "the README shows a surge.yaml"
+    config = parse(blocks[0])
+    assert len(blocks[0].splitlines()) <= 5
+    assert config.gateway.admin and config.services and config.routes
+
+
 def test_the_ci_script_runs_the_suite_with_the_virtualenvs_pytest():
     script = (ROOT / ".ci" / "run").read_text()
     assert ".venv/bin/python -m pytest" in script
