@@ -15,6 +15,7 @@ import sys
 import httpx
 import psutil
 import pytest
+import yaml
 
 from gateway.stack import eventually, metric
 from scaling.scaled_stack import event_kinds, ready, scaled_yaml, scaling_view
@@ -118,3 +119,18 @@ def test_surge_restart_replaces_every_replica_one_at_a_time_with_no_failed_reque
     assert after["replicas"] == 2 and not after["restarting"]
     assert not before & {p["name"] for p in ready(gw.admin_url)}
     assert "restarted" in event_kinds(gw.admin_url)
+
+
+def test_job_workers_run_under_surge_up_with_their_output_in_its_log(gateway, tmp_path):
+    worker = (f"{sys.executable} -c 'import os, time; "
+              f"print(\"worker\", os.environ[\"SURGE_REPLICA\"], \"up\", flush=True); "
+              f"time.sleep(60)'")
+    text = scaled_yaml(replicas=1) + yaml.safe_dump({"jobs": {
+        "broker": f"sqlite:///{tmp_path}/jobs.db",
+        "workers": {"mail": {"command": worker, "replicas": 2}}}})
+    gw = gateway(text)
+    eventually(lambda: [p["state"] for p in scaling_view(gw.admin_url, "mail")["processes"]]
+               == ["ready", "ready"], 10, "two workers running")
+    assert scaling_view(gw.admin_url, "mail")["kind"] == "worker"
+    eventually(lambda: "[mail-2] worker mail-2 up" in gw.stderr_path.read_text(), 5,
+               "the worker's output logged under its name")

@@ -28,7 +28,6 @@ class Unsupported:
 
 
 NOT_YET_SUPPORTED: tuple[Unsupported, ...] = (
-    Unsupported("jobs", "the job workers are not wired in", "remove the section"),
 )
 
 
