@@ -10,18 +10,20 @@ p2c, one route `/`) run pinned to core 1 while wrk (core 0) drives them: a warm-
 measured run. For each: requests/s, proxy CPU microseconds per request (utime+stime of the
 proxy's processes from /proc/PID/stat over the measured window, divided by requests), p50 and
 p99 latency, then the Surge/nginx ratios. With `--rounds N` the proxies alternate N times and
-the medians are reported, which evens out other work on a shared machine. `--rate-limit` adds
-`rate_limit: true` to the route (with one plan far above the offered load, so it measures the
-check, not rejections).
+the medians are reported, which evens out other work on a shared machine. `--rate-limit` also
+runs Surge with `rate_limit: true` on the route (row `surge+rl`; one plan far above the offered
+load, so it measures the check, not rejections) and prints its cost over plain Surge.
 
 Needs nginx, wrk and taskset: when nginx or wrk is missing the script installs them from
 Debian's packages (`apt-get install -y nginx-light wrk`, falling back to `nginx`), which
-needs root. Work files go to bench/.work/proxy/. Every child process is stopped on exit,
-Ctrl-C included. When `surge up` cannot run yet, the surge row says why."""
+needs root. Each run works in its own bench/.work/proxy-*/, removed at the end; every child
+process is stopped on exit, Ctrl-C included. When `surge up` cannot run, the surge row says
+why (with the tail of its output)."""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import re
@@ -30,7 +32,9 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -212,11 +216,12 @@ def surge_config(port: int, admin: int, upstream_port: int, rate_limit: bool) ->
     return text
 
 
-def bench_surge(args: argparse.Namespace, workdir: Path, upstream_port: int) -> Result:
+def bench_surge(args: argparse.Namespace, workdir: Path, upstream_port: int,
+                rate_limit: bool = False) -> Result:
     if not surge_up_available():
         raise Unavailable("`surge up` is not built yet (no `up` command)")
     port, admin = free_port(), free_port()
-    config = surge_config(port, admin, upstream_port, args.rate_limit)
+    config = surge_config(port, admin, upstream_port, rate_limit)
     try:
         gateway = start_gateway(config, workdir, name="surge-proxy",
                                 command_prefix=["taskset", "-c", PROXY_CORE])
@@ -224,7 +229,8 @@ def bench_surge(args: argparse.Namespace, workdir: Path, upstream_port: int) -> 
         lines = [line for line in str(exc).splitlines() if line.strip()]
         raise Unavailable(f"{lines[0]} -- {lines[-1]}") from None
     with gateway:
-        return measure("surge", gateway.pid, f"http://127.0.0.1:{port}/", args)
+        return measure("surge+rl" if rate_limit else "surge", gateway.pid,
+                       f"http://127.0.0.1:{port}/", args)
 
 
 def machine() -> str:
@@ -253,29 +259,32 @@ def median_of(rows: list[Result]) -> Result:
 
 def print_row(label: str, r: Result) -> None:
     w = r.wrk
-    print(f"{label:<16}{w.rps:>10.0f}{r.cpu_us_per_request:>12.1f}{w.p50_ms:>9.2f}"
+    print(f"{label:<18}{w.rps:>10.0f}{r.cpu_us_per_request:>12.1f}{w.p50_ms:>9.2f}"
           f"{w.p99_ms:>9.2f}{w.non_2xx:>9}{r.rss_mib:>9.1f}  {w.socket_errors}")
 
 
 def report(results: list[Result], unavailable: dict[str, str], args: argparse.Namespace,
            load_before: float) -> None:
-    print(f"\n{'proxy':<16}{'req/s':>10}{'CPU us/req':>12}{'p50 ms':>9}{'p99 ms':>9}"
+    print(f"\n{'proxy':<18}{'req/s':>10}{'CPU us/req':>12}{'p50 ms':>9}{'p99 ms':>9}"
           f"{'non-2xx':>9}{'RSS MiB':>9}  socket errors")
     medians: dict[str, Result] = {}
-    for proxy in ("nginx", "surge"):
+    for proxy in dict.fromkeys(r.proxy for r in results):
         rows = [r for r in results if r.proxy == proxy]
         if args.rounds > 1:
             for i, row in enumerate(rows, 1):
                 print_row(f"{proxy} round {i}", row)
-        if rows:
-            medians[proxy] = median_of(rows)
-            print_row(proxy + (" median" if args.rounds > 1 else ""), medians[proxy])
+        medians[proxy] = median_of(rows)
+        print_row(proxy + (" median" if args.rounds > 1 else ""), medians[proxy])
     for proxy, reason in unavailable.items():
         print(f"{proxy}: not available ({reason})")
-    if len(medians) == 2:
-        s, n = medians["surge"], medians["nginx"]
-        print(f"\nsurge/nginx: CPU per request x{s.cpu_us_per_request / n.cpu_us_per_request:.2f}, "
-              f"throughput x{s.wrk.rps / n.wrk.rps:.2f}, p99 x{s.wrk.p99_ms / n.wrk.p99_ms:.2f}")
+    print()
+    for proxy, base in [("surge", "nginx"), ("surge+rl", "nginx"), ("surge+rl", "surge")]:
+        if proxy in medians and base in medians:
+            s, b = medians[proxy], medians[base]
+            cpu, extra = s.cpu_us_per_request, s.cpu_us_per_request - b.cpu_us_per_request
+            print(f"{proxy}/{base}: CPU per request x{cpu / b.cpu_us_per_request:.2f}"
+                  f" ({extra:+.1f} us), throughput x{s.wrk.rps / b.wrk.rps:.2f}, "
+                  f"p99 x{s.wrk.p99_ms / b.wrk.p99_ms:.2f}")
     print("\nwrk runs:")
     for r in medians.values():
         print(f"  {r.proxy}: {r.wrk_command}")
@@ -291,8 +300,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3, help="warm-up seconds per proxy")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--rate-limit", action="store_true",
-                        help="add `rate_limit: true` to the Surge route")
-    parser.add_argument("--only", choices=["nginx", "surge"], help="benchmark one proxy")
+                        help="also run Surge with `rate_limit: true` on its route (surge+rl)")
+    parser.add_argument("--only", choices=["nginx", "surge"],
+                        help="benchmark one proxy (surge includes surge+rl)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="alternate the proxies this many times and report medians "
                              "(evens out other load on the machine)")
@@ -308,33 +318,43 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)  # even when started with SIGINT ignored (`cmd &`)
     ensure_tools()
-    workdir = ROOT / "bench" / ".work" / "proxy"
-    shutil.rmtree(workdir, ignore_errors=True)
-    (workdir / "tmp").mkdir(parents=True)
+    (ROOT / "bench" / ".work").mkdir(exist_ok=True)
+    # A directory per run: two runs at once must not share config files, pid files or logs.
+    with tempfile.TemporaryDirectory(prefix="proxy-", dir=ROOT / "bench" / ".work") as tmp:
+        workdir = Path(tmp)
+        (workdir / "tmp").mkdir()
+        try:
+            results, unavailable, load_before = run(args, workdir)
+        except KeyboardInterrupt:
+            print("\ninterrupted; every child process was stopped", file=sys.stderr)
+            return 130
+    report(results, unavailable, args, load_before)
+    return 0
+
+
+def run(args: argparse.Namespace, workdir: Path) -> tuple[list[Result], dict[str, str], float]:
     upstream_port = free_port()
     conf = render("upstream.conf", workdir, port=upstream_port)
     results: list[Result] = []
     unavailable: dict[str, str] = {}
-    benches = {"nginx": bench_nginx, "surge": bench_surge}
+    benches: dict[str, Callable[[argparse.Namespace, Path, int], Result]] = {
+        "nginx": bench_nginx, "surge": bench_surge}
+    if args.rate_limit:
+        benches["surge+rl"] = functools.partial(bench_surge, rate_limit=True)
     load_before = os.getloadavg()[0]
-    try:
-        with start_nginx("nginx-upstream", conf, workdir, CLIENT_CORE, upstream_port):
-            for round_number in range(1, args.rounds + 1):
-                for proxy, bench in benches.items():
-                    if args.only not in (None, proxy) or proxy in unavailable:
-                        continue
-                    print(f">> {proxy} (round {round_number}/{args.rounds}): {args.warmup}s "
-                          f"warm-up, {args.duration}s measured, {args.connections} connections",
-                          flush=True)
-                    try:
-                        results.append(bench(args, workdir, upstream_port))
-                    except (Unavailable, ProcessFailed) as exc:
-                        unavailable[proxy] = str(exc)
-    except KeyboardInterrupt:
-        print("\ninterrupted; every child process was stopped", file=sys.stderr)
-        return 130
-    report(results, unavailable, args, load_before)
-    return 0
+    with start_nginx("nginx-upstream", conf, workdir, CLIENT_CORE, upstream_port):
+        for round_number in range(1, args.rounds + 1):
+            for proxy, bench in benches.items():
+                if not proxy.startswith(args.only or "") or proxy in unavailable:
+                    continue
+                print(f">> {proxy} (round {round_number}/{args.rounds}): {args.warmup}s "
+                      f"warm-up, {args.duration}s measured, {args.connections} connections",
+                      flush=True)
+                try:
+                    results.append(bench(args, workdir, upstream_port))
+                except (Unavailable, ProcessFailed) as exc:
+                    unavailable[proxy] = str(exc)
+    return results, unavailable, load_before
 
 
 if __name__ == "__main__":
