@@ -157,6 +157,11 @@ def test_every_surge_command_shown_exists_in_surge_help(path: Path):
     assert unknown == []
 
 
+def test_the_readme_shows_every_command_of_surge_help():
+    shown = {command for command, _ in _invocations(README.read_text())}
+    assert sorted(_choices() - shown) == []
+
+
 def test_the_readme_and_the_guide_pages_link_to_each_other():
     readme = set(_relative_targets(README.read_text()))
     for page in ("quickstart", "architecture", "operations", "config", "admin"):
