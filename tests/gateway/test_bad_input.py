@@ -203,3 +203,13 @@ def test_a_request_past_max_pending_gets_503_while_those_within_it_are_served(gw
 
 def inflight(gw, service_name: str) -> int:
     return sum(u["inflight"] for u in upstream_views(gw.admin_url, service_name).values())
+
+
+def test_an_http11_request_without_host_gets_400(upstreams, gateway):
+    # RFC 9112 3.2: a server MUST answer 400 to an HTTP/1.1 request with no Host header.
+    (a,) = upstreams(1)
+    gw = gateway(surge_yaml({"app": service([a])}, [{"prefix": "/", "service": "app"}]))
+    with Wire(gw.listen) as wire:
+        wire.send(b"GET /name HTTP/1.1\r\n\r\n")
+        answer = wire.answer()
+    assert_problem(answer.status, answer.header("content-type"), answer.body, 400)

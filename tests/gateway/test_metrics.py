@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.stack import eventually, metric, service, surge_yaml
+from gateway.stack import Wire, eventually, metric, service, surge_yaml
 
 pytestmark = pytest.mark.integration
 
@@ -108,3 +109,17 @@ def test_the_access_log_file_gets_one_json_line_per_request(stack, fleet, tmp_pa
     assert first["bytes"] == 1000 and first["duration_ms"] >= 0 and first["time"] > 0
     assert second["request_id"] == unrouted.headers["x-request-id"]
     assert (second["status"], second["upstream"]) == (404, None)
+
+
+def test_requests_refused_while_parsing_are_in_the_access_log(upstreams, gateway, tmp_path):
+    # The issue: "one JSON line per request", including those refused while parsing.
+    (a,) = upstreams(1)
+    log_path = tmp_path / "access.jsonl"
+    gw = gateway(surge_yaml({"app": service([a])}, [{"prefix": "/", "service": "app"}],
+                            access_log=str(log_path)))
+    with Wire(gw.listen) as wire:
+        wire.send(b"NOT HTTP\r\n\r\n")
+        assert wire.answer().status == 400
+    time.sleep(0.5)   # the sweeper flushes the log every 100 ms
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()]
+    assert [line["status"] for line in lines] == [400]

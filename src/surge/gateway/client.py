@@ -192,6 +192,10 @@ class ClientConnection(asyncio.Protocol):
         ex.keep_alive = parser.should_keep_alive()
         if ex.upgrade is not None and not parser.should_upgrade():
             ex.upgrade = None
+        if ex.host is None and ex.http11:
+            self.reject(400, "bad-request", "an HTTP/1.1 request needs a Host header",
+                        "missing_host")
+            return
         self.deadline_kind = NONE
         if self.current is None:
             self.current = ex
@@ -287,7 +291,12 @@ class ClientConnection(asyncio.Protocol):
             return
         body = problem_document(status, type_, detail=detail)
         self.write(problem_response(status, body, close=True))
-        self.gw.stats.unrouted[status // 100] += 1
+        gw = self.gw
+        gw.stats.unrouted[status // 100] += 1
+        if gw.access_log is not None:
+            ex = self.receiving or Exchange(self, gw.now())
+            ex.status = status
+            gw.access_log.write(ex, gw.now() - ex.started)
         self.close()
         self.closed = True
 

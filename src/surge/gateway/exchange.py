@@ -41,7 +41,7 @@ _CRLF = b"\r\n"
 class Exchange:
     # Defaults live on the class: a new exchange sets three attributes instead of forty, and
     # only the ones a request actually changes are written.
-    method = b"GET"
+    method = b"-"
     target = b""
     http11 = True
     keep_alive = True
@@ -304,6 +304,8 @@ class Exchange:
                 self.keep_alive = False  # the body ends when the connection does
         if self.upgrade is not None and status != 101:
             self.keep_alive = False  # the client's parser is past the point of return
+        if not self.req_done:
+            self.keep_alive = False  # answered before the body was read: say we will close
         if not self.keep_alive:
             parts.append(b"Connection: close\r\n")
         elif not self.http11:

@@ -66,6 +66,11 @@ class ServiceRuntime:
         checked = self.spec.health is not None
         up = Upstream(address, weight, added_at=now, slow_start=self.spec.slow_start,
                       healthy=not checked)
+        known = [u.ewma for u in self.upstreams.values() if u.eligible]
+        if known:
+            # Start from what the others show, not an optimistic guess that would send the
+            # newcomer every request until its own numbers catch up.
+            up.ewma = sum(known) / len(known)
         up.pool = Pool(up, self)
         old = self.upstreams.get(address)
         if old is not None:
