@@ -132,6 +132,15 @@ def test_the_surge_yaml_in_the_readme_is_one_surge_up_accepts():
     assert config.gateway.admin and config.services and config.routes
 
 
+def test_every_metric_family_of_the_gateway_is_listed_in_operations():
+    from surge.observe.metrics import GatewayCollector, GatewayStats
+
+    text = (ROOT / "docs" / "operations.md").read_text()
+    families = GatewayCollector(GatewayStats(), lambda: [], lambda: 0).collect()
+    names = [f.name + ("_total" if f.type == "counter" else "") for f in families]
+    assert [name for name in names if f"`{name}`" not in text] == []
+
+
 def test_the_ci_script_runs_the_suite_with_the_virtualenvs_pytest():
     script = (ROOT / ".ci" / "run").read_text()
     assert ".venv/bin/python -m pytest" in script
