@@ -5,16 +5,16 @@ Errors are raised as SurgeErrors and rendered by the server.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
 
 from surge.admin.control import ControlPlane
 from surge.admin.http import Request, Response, json_response
 from surge.admin.router import Router
+from surge.config.fields import Address
 from surge.errors import ClientError, NotFound
 
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
@@ -25,28 +25,8 @@ class NewUpstream(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    address: str
+    address: Address
     weight: int = Field(default=1, ge=1, le=1000, strict=True)
-
-    @field_validator("address")
-    @classmethod
-    def _host_port(cls, address: str) -> str:
-        check_address(address)
-        return address
-
-
-def check_address(address: str) -> None:
-    """Raise ValueError unless `address` is host:port (a hostname, IPv4 or [IPv6] host)."""
-    host, colon, port = address.rpartition(":")
-    if not colon or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ValueError(f"{address!r} is not host:port with a port from 1 to 65535")
-    if host.startswith("[") and host.endswith("]"):
-        try:
-            ipaddress.IPv6Address(host[1:-1])
-        except ValueError:
-            raise ValueError(f"{host!r} is not an IPv6 address") from None
-    elif not _HOSTNAME.match(host):
-        raise ValueError(f"{host!r} is not a hostname or IP address (write IPv6 as [addr])")
 
 
 def upstream_path(service: str, address: str) -> str:
