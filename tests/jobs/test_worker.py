@@ -227,3 +227,78 @@ def test_a_sync_app_can_enqueue_without_an_event_loop(url):
         return result
 
     assert asyncio.run(run_it()) == "a@example.com"
+
+
+async def test_a_queue_built_from_surge_yaml_takes_its_queue_defaults(url):
+    queue = Queue.from_config({"broker": url, "queues": {
+        "default": {"retries": 2, "backoff": "2s", "max_backoff": "1m", "timeout": "10s"},
+        "emails": {"concurrency": 4, "rate_limit": "10/second"},
+    }})
+
+    @queue.job
+    async def send() -> None: ...
+
+    job = await send.enqueue()
+    assert (job.record.retries, job.record.backoff, job.record.max_backoff,
+            job.record.timeout) == (2, 2.0, 60.0, 10.0)
+    assert (queue.settings["emails"].concurrency, queue.settings["emails"].rate_limit) == (
+        4, "10/second")
+    assert await job.cancel()
+    assert await job.state() == JobState.CANCELLED
+    await queue.close()
+
+
+async def test_the_worker_rides_out_a_broker_outage_without_losing_jobs(redis_url):
+    """Redis behind a TCP proxy that the test cuts for a second in the middle of the work."""
+    host, port = redis_url.split("//")[1].split("/")[0].split(":")
+    db = redis_url.rsplit("/", 1)[1]
+    links: list[asyncio.StreamWriter] = []
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def relay(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        server_r, server_w = await asyncio.open_connection(host, int(port))
+        links.extend((client_w, server_w))
+        await asyncio.gather(pipe(client_r, server_w), pipe(server_r, client_w))
+
+    proxy = await asyncio.start_server(relay, "127.0.0.1", 0)
+    proxy_port = proxy.sockets[0].getsockname()[1]
+    queue = Queue.from_url(f"redis://127.0.0.1:{proxy_port}/{db}")
+    done: list[int] = []
+
+    @queue.job(name="step")
+    async def step(n: int) -> None:
+        await asyncio.sleep(0.01)
+        done.append(n)
+
+    jobs = [await step.enqueue(n) for n in range(300)]
+    worker = Running(queue, concurrency=4)
+    while len(done) < 50:
+        await asyncio.sleep(0.01)
+    proxy.close()                       # the broker goes away ...
+    for link in links:
+        link.close()
+    await asyncio.sleep(1.0)
+    proxy = await asyncio.start_server(relay, "127.0.0.1", proxy_port)   # ... and comes back
+    checker = Queue.from_url(redis_url)
+    for job in jobs:
+        assert (await checker.get(job.id)) is not None
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        states = {(await checker.get(j.id)).state for j in jobs}
+        if states == {JobState.SUCCEEDED}:
+            break
+        await asyncio.sleep(0.2)
+    assert set(done) == set(range(300))
+    await worker.stop()
+    proxy.close()
+    await checker.close()
+    await queue.close()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -79,6 +79,14 @@ class Queue:
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Queue:
         return cls(url, **options)
+
+    @classmethod
+    def from_config(cls, jobs: Mapping[str, Any], **options: Any) -> Queue:
+        """From the `jobs` section of surge.yaml: `broker` and per-queue `queues` settings."""
+        queue = cls(jobs.get("broker", "sqlite:///.surge/jobs.db"), **options)
+        for name, settings in (jobs.get("queues") or {}).items():
+            queue.configure(name, **settings)
+        return queue
 
     @property
     def broker(self) -> Broker:
@@ -169,6 +177,10 @@ class Queue:
     async def get(self, job_id: str) -> JobRecord | None:
         return await self.broker.get(job_id)
 
+    async def cancel(self, job_id: str) -> bool:
+        """Cancel a job that has not started; False if it is running, finished or unknown."""
+        return await self.broker.cancel(job_id, time.time())
+
     async def depth(self, queue: str = "default") -> dict[str, int]:
         """Jobs in `queue` by state: what the autoscaler's queue_depth_per_replica reads."""
         return await self.broker.depth(queue)
@@ -248,6 +260,9 @@ class Job:
     async def state(self) -> JobState | None:
         record = await self.refresh()
         return record.state if record else None
+
+    async def cancel(self) -> bool:
+        return await self.queue.cancel(self.id)
 
     async def result(self, timeout: float = 60.0, poll: float = 0.05) -> Any:
         """Wait for the job to finish: its return value, or `JobError` if it died, was

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
 from surge.errors import JobError
@@ -57,7 +58,7 @@ class JobRecord:
             if name in _FIELD_NAMES:
                 kwargs[name] = _CONVERT.get(name, _identity)(_text(raw))
         if "state" in kwargs:
-            kwargs["state"] = JobState(kwargs["state"])
+            kwargs["state"] = JobState(str(kwargs["state"]))
         return cls(**kwargs)  # type: ignore[arg-type]
 
     def public(self) -> dict[str, object]:
@@ -88,7 +89,7 @@ def _identity(value: str) -> str:
     return value
 
 
-_CONVERT: dict[str, object] = {
+_CONVERT: dict[str, Callable[[str], object]] = {
     **{name: int for name in _INTS},
     **{name: float for name in _FLOATS},
     **{name: json.loads for name in _JSON_FIELDS},

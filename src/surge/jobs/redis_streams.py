@@ -14,6 +14,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
@@ -76,7 +77,9 @@ class RedisBroker(Broker):
             socket_timeout=timeout + 1.0, health_check_interval=30, max_connections=64,
             timeout=timeout,
         )
-        self.redis = aioredis.Redis.from_pool(pool)
+        # Any: redis-py types every reply as the union of all its shapes; with
+        # decode_responses=True they are str, lists and dicts of str
+        self.redis: Any = aioredis.Redis.from_pool(pool)
         self._enqueue = self.redis.register_script(redis_scripts.ENQUEUE)
         self._move_due = self.redis.register_script(redis_scripts.MOVE_DUE)
         self._take = self.redis.register_script(redis_scripts.TAKE)

@@ -18,7 +18,7 @@ import random
 import socket
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from surge.config.units import parse_duration
@@ -177,11 +177,14 @@ class Worker:
             self._slot_free.set()
 
     async def _call(self, job_fn: JobFunction, record: JobRecord) -> object:
+        fn = job_fn.fn
+        assert fn is not None   # registered jobs always have their function
         if job_fn.is_async:
-            return await job_fn.fn(*record.args, **record.kwargs)  # type: ignore[misc]
+            return await fn(*record.args, **record.kwargs)
         loop = asyncio.get_running_loop()
-        call = functools.partial(job_fn.fn, *record.args, **record.kwargs)  # type: ignore[arg-type]
-        return await loop.run_in_executor(self._threads, call)
+        return await loop.run_in_executor(
+            self._threads, functools.partial(fn, *record.args, **record.kwargs)
+        )
 
     def _finish(self, record: JobRecord, state: JobState, outcome: str, **changes: object) -> None:
         record.state = transition(record.state, state)
@@ -304,9 +307,9 @@ def _limiters(queue: Queue, names: Sequence[str]) -> dict[str, QueueRateLimit]:
     }
 
 
-async def _first(*waits: object, timeout: float) -> None:
+async def _first(*waits: Awaitable[object], timeout: float) -> None:
     """Return when the first of `waits` completes or after `timeout` seconds."""
-    tasks = [asyncio.ensure_future(w) for w in waits]  # type: ignore[arg-type]
+    tasks = [asyncio.ensure_future(w) for w in waits]
     try:
         await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     finally:
