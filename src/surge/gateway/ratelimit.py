@@ -149,6 +149,8 @@ class RateLimitCollector:
         totals = dict(self.carried)
         errors = self.carried_errors
         limiting = self.current()
+        if limiting is None and not totals:
+            return  # rate limiting never in use: no families at all
         if limiting is not None:
             counters = limiting.limiter.counters()
             for plan, outcomes in counters["plans"].items():
