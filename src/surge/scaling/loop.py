@@ -21,7 +21,6 @@ from surge.errors import BrokerError, ClientError
 from surge.jobs.states import JobState
 from surge.scaling.metrics import EventLog, ProcessTree, ScalingCollector, ServiceTraffic
 from surge.scaling.policy import Decision, Policy, PolicySpec, Sample
-from surge.scaling.replica import ReplicaState
 from surge.scaling.supervisor import Supervisor, groups_from_config
 
 log = logging.getLogger("surge.autoscaler")
@@ -133,9 +132,8 @@ class ScalingLoop:
 
     async def collect(self, scaled: Scaled, now: float) -> list[Sample]:
         """This period's samples: one per ready replica, plus queue depth for workers."""
-        group = self.supervisor.group(scaled.name)
-        ready = [r for r in group.replicas.values()
-                 if r.state is ReplicaState.READY and r.pid is not None]
+        replicas = self.supervisor.group(scaled.name).replicas
+        ready = self.supervisor.pids(scaled.name)
         rate = p95 = None
         if scaled.traffic is not None:
             rate, p95 = scaled.traffic.sample(time.monotonic())
@@ -143,12 +141,13 @@ class ScalingLoop:
         runtime = services.get(scaled.name)
         samples = []
         trees = {}
-        for replica in ready:
-            tree = trees[replica.pid] = scaled.trees.get(replica.pid) or ProcessTree(replica.pid)
+        for name, pid in ready.items():
+            tree = trees[pid] = scaled.trees.get(pid) or ProcessTree(pid)
             cpu, rss = tree.sample()
-            up = runtime.upstreams.get(replica.address) if runtime is not None else None
+            address = replicas[name].address
+            up = runtime.upstreams.get(address) if runtime is not None and address else None
             samples.append(Sample(
-                at=now, replica=replica.name, cpu_percent=cpu, rss=rss,
+                at=now, replica=name, cpu_percent=cpu, rss=rss,
                 inflight=up.inflight if up is not None else None,
                 request_rate=rate / len(ready) if rate is not None else None,
                 p95_latency=p95))

@@ -39,6 +39,7 @@ S = ReplicaState
 POLL = 0.05            # how often a slot looks at its process, health and drain
 START_TIMEOUT = 60.0   # a replica not healthy by then is killed and counts as a failure
 STOP_GRACE = 10.0      # SIGTERM to SIGKILL
+READ_SIZE = 64 * 1024  # of replica output, when a line does not fit the buffer
 PR_SET_PDEATHSIG = 1
 VICTIM_ORDER = (S.BACKOFF, S.STARTING, S.WARMING, S.READY)  # scale-in takes these first
 
@@ -425,5 +426,11 @@ async def _pump(name: str, stream: asyncio.StreamReader | None) -> None:
     """Log each line a replica writes, under its name."""
     if stream is None:
         return
-    while line := await stream.readline():
+    while True:
+        try:
+            line = await stream.readline()
+        except ValueError:  # a line longer than the stream's buffer: log it in pieces
+            line = await stream.read(READ_SIZE)
+        if not line:
+            return
         output_log.info("[%s] %s", name, line.decode(errors="replace").rstrip())
