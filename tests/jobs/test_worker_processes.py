@@ -37,7 +37,7 @@ def workers(url, tmp_path):
     sink = str(tmp_path / "sink.db")
     sample_jobs.create_sink(sink)
     env = {**os.environ, "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "SURGE_TEST_JOBS_SINK": sink, "SURGE_TEST_JOBS_LEASE": "1s"}
+           "SURGE_TEST_JOBS_SINK": sink, "SURGE_TEST_JOBS_LEASE": "500ms"}
     started: list[subprocess.Popen] = []
 
     def start(*extra: str) -> subprocess.Popen:
@@ -108,8 +108,8 @@ async def test_sigterm_lets_running_jobs_finish_and_releases_the_rest(url, worke
     for n in range(4):
         await slow.enqueue(n, 0.2)
     for n in range(4, 7):
-        await slow.enqueue(n, 3.0)
-    worker = workers("--concurrency", "10", "--grace", "700ms")
+        await slow.enqueue(n, 1.5)
+    worker = workers("--concurrency", "10", "--grace", "500ms")
     deadline = time.monotonic() + 10
     while (await queue.depth())["running"] < 7 and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
