@@ -302,3 +302,15 @@ async def test_the_worker_rides_out_a_broker_outage_without_losing_jobs(redis_ur
     proxy.close()
     await checker.close()
     await queue.close()
+
+
+async def test_unserialisable_arguments_fail_at_enqueue_and_store_nothing(url):
+    queue = Queue.from_url(url)
+
+    @queue.job
+    async def send(to: object) -> None: ...
+
+    with pytest.raises(JobError, match=r"argument 0 \(set\) is not JSON-serialisable"):
+        await send.enqueue({"a@example.com"})
+    assert await queue.broker.queues() == []
+    await queue.close()
