@@ -1,0 +1,97 @@
+"""CPU cost of the gateway's own Python on the request path, without sockets or the kernel.
+
+    .venv/bin/python bench/data_path.py [--requests 200000]
+
+Drives one `ClientConnection` and one pooled `UpstreamConnection` with in-memory transports:
+each iteration feeds a request head (as wrk sends it), takes the bytes written upstream, feeds
+back a small response (as nginx sends it) and takes what the client gets. It prints
+microseconds per proxied request: the part of `bench/proxy.py`'s CPU per request that is ours
+rather than system calls, and the number to watch while optimising the data path."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import time
+
+import uvloop
+
+from surge.config import parse
+from surge.gateway.client import ClientConnection
+from surge.gateway.server import Gateway
+from surge.upstreams.connection import UpstreamConnection
+
+CONFIG = """
+gateway: {listen: "127.0.0.1:18999", access_log: "off"}
+services:
+  app: {upstreams: ["127.0.0.1:18998"]}
+routes: [{prefix: /, service: app}]
+"""
+REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:18999\r\n\r\n"
+RESPONSE = (b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Thu, 26 Nov 2026 14:45:14 GMT\r\n"
+            b"Content-Type: text/plain\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok")
+
+
+class MemoryTransport(asyncio.Transport):
+    """Collects writes; reading can be paused and resumed; nothing reaches a kernel."""
+
+    def __init__(self, peer: tuple[str, int]) -> None:
+        super().__init__()
+        self.written: list[bytes] = []
+        self.peer = peer
+
+    def write(self, data: bytes) -> None:  # type: ignore[override]
+        self.written.append(data)
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return self.peer if name == "peername" else default
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+async def measure(requests: int) -> float:
+    gateway = Gateway(parse(CONFIG))
+    service = gateway.snapshot.services["app"]
+    upstream = next(iter(service.upstreams.values()))
+    conn = UpstreamConnection(upstream.pool)
+    upstream_side = MemoryTransport(("127.0.0.1", 18998))
+    conn.connection_made(upstream_side)
+    upstream.pool.conns.add(conn)
+    upstream.pool.idle.append(conn)
+    client = ClientConnection(gateway)
+    client_side = MemoryTransport(("127.0.0.1", 40000))
+    client.connection_made(client_side)
+    gc.collect()
+    gc.freeze()
+    start = time.perf_counter()
+    for _ in range(requests):
+        client.data_received(REQUEST)
+        conn.data_received(RESPONSE)
+    elapsed = time.perf_counter() - start
+    assert len(client_side.written) == requests and b" 200 " in client_side.written[-1]
+    return elapsed / requests * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=200_000)
+    args = parser.parse_args()
+    best = min(uvloop.run(measure(args.requests)) for _ in range(3))
+    print(f"gateway data path: {best:.2f} us of Python per proxied request "
+          f"(best of 3 x {args.requests} requests, no sockets)")
+    print(f"command: .venv/bin/python bench/data_path.py --requests {args.requests}")
+
+
+if __name__ == "__main__":
+    main()
