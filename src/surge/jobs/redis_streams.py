@@ -10,6 +10,7 @@ is taken over with XAUTOCLAIM by any worker, so a vanished worker's jobs run aga
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
@@ -36,6 +37,7 @@ _WAITING = (JobState.SCHEDULED, JobState.RETRYING, JobState.UNKNOWN)
 _SWEEP_EVERY = 0.05   # seconds between moves of due jobs / takeovers of expired leases
 _MOVE_BATCH = 500
 _TICK_TTL = 7 * 86400
+_MAX_CONNECTIONS = 64
 
 
 class Keys:
@@ -71,14 +73,13 @@ class RedisBroker(Broker):
     def __init__(self, url: str, *, prefix: str = "surge:jobs:", timeout: float = 5.0) -> None:
         self.url = url
         self.keys = Keys(prefix)
-        # a blocking pool: a burst of enqueues waits (boundedly) for a connection
-        pool = aioredis.BlockingConnectionPool.from_url(
+        # a plain pool (cheaper per command than a blocking one) that `_slots` keeps from
+        # running out: a burst of enqueues waits for a free connection instead of failing
+        pool = aioredis.ConnectionPool.from_url(
             url, decode_responses=True, socket_connect_timeout=min(timeout, 2.0),
-            socket_timeout=timeout + 1.0, health_check_interval=30, max_connections=64,
-            timeout=timeout,
+            socket_timeout=timeout + 1.0, max_connections=_MAX_CONNECTIONS,
         )
-        # Any: redis-py types every reply as the union of all its shapes; with
-        # decode_responses=True they are str, lists and dicts of str
+        self._slots = asyncio.Semaphore(_MAX_CONNECTIONS)
         self.redis: Any = aioredis.Redis.from_pool(pool)
         self._enqueue = self.redis.register_script(redis_scripts.ENQUEUE)
         self._move_due = self.redis.register_script(redis_scripts.MOVE_DUE)
@@ -92,7 +93,8 @@ class RedisBroker(Broker):
     @contextlib.asynccontextmanager
     async def _translated(self, what: str) -> AsyncIterator[None]:
         try:
-            yield
+            async with self._slots:
+                yield
         except (RedisError, OSError) as exc:
             raise BrokerError(f"Redis broker at {self.url}: {what} failed: {exc}") from exc
 
@@ -302,10 +304,10 @@ class RedisBroker(Broker):
         for name in [queue] if queue else await self.queues():
             async with self._translated("dead"):
                 ids = await self.redis.zrange(self.keys.dead(name), 0, limit - 1)
-                for job_id in ids:
-                    record = await self.get(job_id)
-                    if record is not None:
-                        found.append(record)
+            for job_id in ids:
+                record = await self.get(job_id)
+                if record is not None:
+                    found.append(record)
         return sorted(found, key=lambda r: r.finished_at or 0.0)[:limit]
 
     # -- operator actions --------------------------------------------------------------------
@@ -337,8 +339,9 @@ class RedisBroker(Broker):
 
     async def purge(self, queue: str | None = None) -> int:
         purged = 0
+        names = [queue] if queue else await self.queues()
         async with self._translated("purge"):
-            for name in [queue] if queue else await self.queues():
+            for name in names:
                 ids = await self.redis.zrange(self.keys.dead(name), 0, -1)
                 if ids:
                     await self.redis.delete(*(self.keys.job(i) for i in ids))
