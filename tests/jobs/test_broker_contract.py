@@ -193,3 +193,15 @@ async def test_an_unreachable_broker_raises_a_broker_error_quickly(tmp_path):
             await b.enqueue(job())
         assert time.monotonic() - started < 10
         await b.close()
+
+
+async def test_a_redis_worker_leaves_no_idle_consumer_behind(redis_url):
+    b = broker_from_url(redis_url)
+    await b.enqueue(job())
+    [claimed] = await claim(b, worker="short-lived")
+    claimed.state, claimed.finished_at = JobState.SUCCEEDED, time.time()
+    await b.settle([claimed], time.time(), ttl=60)
+    await b.close()
+    b = broker_from_url(redis_url)
+    assert await b.redis.xinfo_consumers(b.keys.stream("default"), "workers") == []
+    await b.close()

@@ -111,7 +111,7 @@ class MemoryBroker(Broker):
         moved = 0
         for job in self._jobs.values():
             if job.state == JobState.DEAD and job_id in (None, job.id):
-                job.state, job.attempts, job.run_at = JobState.QUEUED, 0, now
+                job.state, job.attempts, job.run_at, job.key = JobState.QUEUED, 0, now, None
                 moved += 1
         return moved
 

@@ -88,6 +88,7 @@ class RedisBroker(Broker):
         self._retry_dead = self.redis.register_script(redis_scripts.RETRY_DEAD)
         self._settle_succeeded = self.redis.register_script(redis_scripts.SETTLE_SUCCEEDED)
         self._groups: set[str] = set()
+        self._consumers: set[tuple[str, str]] = set()   # (queue, worker) this broker read as
         self._next_sweep = 0.0
 
     @contextlib.asynccontextmanager
@@ -99,6 +100,14 @@ class RedisBroker(Broker):
             raise BrokerError(f"Redis broker at {self.url}: {what} failed: {exc}") from exc
 
     async def close(self) -> None:
+        """Also removes this process's consumers from the groups when they hold no entries,
+        so a fleet of short-lived workers does not leave a trail of them."""
+        with contextlib.suppress(RedisError, OSError):
+            for queue, worker in self._consumers:
+                stream = self.keys.stream(queue)
+                for consumer in await self.redis.xinfo_consumers(stream, GROUP):
+                    if consumer["name"] == worker and consumer["pending"] == 0:
+                        await self.redis.xgroup_delconsumer(stream, GROUP, worker)
         await self.redis.aclose()
 
     # -- producing ---------------------------------------------------------------------------
@@ -126,6 +135,7 @@ class RedisBroker(Broker):
     ) -> list[JobRecord]:
         async with self._translated("claim"):
             await self._ensure_groups(queues)
+            self._consumers.update((queue, worker) for queue in queues)
             taken: list[JobRecord] = []
             swept = time.monotonic() >= self._next_sweep
             if swept:
