@@ -75,8 +75,9 @@ class ResponseHead:
         at = low.find(b"\r\nconnection:")
         while at >= 0:
             end = low.find(b"\r\n", at + 2)
-            named = connection_tokens(low[at + 13:end if end >= 0 else len(low)])
-            for name in named - _PLAIN_TOKENS:  # more hop-by-hop headers, named by Connection
+            value = low[at + 13:end if end >= 0 else len(low)].strip()
+            named = () if value in _PLAIN_TOKENS else connection_tokens(value) - _PLAIN_TOKENS
+            for name in named:  # more hop-by-hop headers, named by Connection
                 spans += [m.span() for m in re.finditer(
                     rb"\r\n" + re.escape(name) + rb":[^\r]*", low)]
             at = low.find(b"\r\nconnection:", at + 2)

@@ -127,11 +127,6 @@ class UpstreamConnection(asyncio.Protocol):
         if not self.closed:
             self.transport.resume_reading()  # type: ignore[union-attr]
 
-    def reset_for_reuse(self) -> None:
-        self.exchange = None
-        self.head = None
-        self.has_response = False
-
     def close(self) -> None:
         if not self.closed and self.transport is not None:
             self.closed = True

@@ -57,14 +57,17 @@ class Pool:
 
     def release(self, conn: UpstreamConnection, now: float = 0.0) -> None:
         """A connection finished a response and may serve another."""
-        conn.reset_for_reuse()
+        conn.exchange = None
+        conn.head = None
+        conn.has_response = False
         if self.closing or conn.closed:
             conn.close()
             return
-        waiter = self._next_waiter()
-        if waiter is not None:
-            waiter.attach(conn)
-            return
+        if self.waiters:
+            waiter = self._next_waiter()
+            if waiter is not None:
+                waiter.attach(conn)
+                return
         conn.idle_since = now or self.loop.time()
         self.idle.append(conn)
 
