@@ -19,9 +19,9 @@ those of the first offset.
 
     .venv/bin/python bench/autoscale.py [--seed N] [--startup SECONDS]
 
-TODO(real processes): the other half of the claim, a real gateway and real replicas of the
-quickstart app under `surge load` (seconds to decision, p95 recovery and failed requests
-measured, not simulated), needs the supervisor and the scaling loop, which do not exist yet.
+The other half of the claim, measured on a real gateway and real replicas of the quickstart
+app under `surge load`'s generator (seconds to decision, p95 recovery, steady-phase events and
+failed requests), is `bench/autoscale_real.py`.
 """
 
 from __future__ import annotations
