@@ -252,7 +252,7 @@ async def compare(args) -> None:
 
 async def durability(args) -> None:
     """The issue's test at full size: 10,000 jobs that each insert their id into a table,
-    4 workers, two killed with SIGKILL at random moments and restarted."""
+    4 workers, two killed with SIGKILL at random moments once they are busy, and restarted."""
     import asyncio
     import random
     import shutil
@@ -285,8 +285,10 @@ async def durability(args) -> None:
                    "--queues", "default", "--concurrency", "8"]
         procs = [subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL) for _ in range(4)]
         started = time.monotonic()
+        while sink.execute("SELECT COUNT(*) FROM seen").fetchone()[0] < count // 10:
+            await asyncio.sleep(0.05)   # all busy: kills now land on jobs in flight
         for victim in random.sample(procs, 2):
-            await asyncio.sleep(random.uniform(0.5, 2.0))
+            await asyncio.sleep(random.uniform(0.1, 1.5))
             victim.send_signal(signal.SIGKILL)
             victim.wait()
             procs.append(subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL))
