@@ -37,46 +37,69 @@ log = logging.getLogger("surge.gateway")
 
 _UNAUTHORIZED = Unauthorized.status, Unauthorized.type
 _LIMITED = RateLimited.status, RateLimited.type
+_NO_HEADERS: Callable[[str], str | None] = {}.get
+PEER_CACHE = 65536  # peer addresses whose identity is kept; past it the cache starts over
 
 
 class RateLimitPolicy(RoutePolicy):
     """`rate_limit: true | {plan: NAME} | {cost: N}` on one route."""
 
-    __slots__ = ("limiter", "identifier", "wanted", "trusts_proxies", "plan", "cost", "detail")
+    __slots__ = ("limiter", "identifier", "local", "wanted", "trusts_proxies", "by_peer",
+                 "plan", "cost", "detail")
 
     def __init__(self, limiting: RateLimiting, plan: str | None = None, cost: int = 1) -> None:
         self.limiter = limiter = limiting.limiter
         self.identifier = identifier = limiting.identifier
-        limiter.plan(plan)  # an unknown plan fails at build time, not per request
+        self.local = limiter.is_local
         # the only request headers identification may read (lower-case, as bytes)
         self.wanted = {b"authorization", b"x-api-key"}
         if identifier.header is not None:
             self.wanted.add(identifier.header.encode("latin-1"))
         self.trusts_proxies = bool(identifier.trusted.networks)
-        self.plan = plan
+        # when a keyless request counts by its peer address alone, its identity is cached
+        self.by_peer: dict[bytes, str] | None = (
+            {} if identifier.header is None and not self.trusts_proxies else None)
+        self.plan = limiter.plan(plan).name  # an unknown plan fails here, not per request
         self.cost = cost
         self.detail: dict[str, str] = {
             name: f"rate limit of plan '{name}' exceeded" for name in limiter.plans}
 
     def before(self, exchange: Exchange) -> Verdict | Awaitable[Verdict]:
-        found: dict[str, str] = {}
+        found: dict[str, str] | None = None
         wanted = self.wanted
         for name, value in exchange.headers:
             lname = name.lower()
             if lname in wanted:
+                if found is None:
+                    found = {}
                 found[lname.decode("latin-1")] = value.decode("latin-1")
-        if self.trusts_proxies and exchange.xff:
-            found["x-forwarded-for"] = exchange.xff.decode("latin-1")
-        try:
-            identity, plan = self.identifier.identify(found.get, exchange.client.ip.decode())
-        except Unauthorized as error:
-            return Answer(*_UNAUTHORIZED, str(error), "unauthorized")
-        limiter = self.limiter
-        if plan is None or plan not in limiter.plans:
-            plan = self.plan or limiter.default_plan  # no key, or its plan left the config
-        if limiter.is_local:
-            return self.settle(exchange, limiter.hit_local(identity, plan, self.cost), plan)
+        by_peer = self.by_peer
+        if found is None and by_peer is not None:
+            ip = exchange.client.ip
+            identity = by_peer.get(ip) or self.peer_identity(ip)
+            plan = self.plan
+        else:
+            found = found or {}
+            if self.trusts_proxies and exchange.xff:
+                found["x-forwarded-for"] = exchange.xff.decode("latin-1")
+            try:
+                identity, key_plan = self.identifier.identify(found.get,
+                                                              exchange.client.ip.decode())
+            except Unauthorized as error:
+                return Answer(*_UNAUTHORIZED, str(error), "unauthorized")
+            # no key, or the key's plan left the config: the route's plan
+            plan = key_plan if key_plan in self.detail else self.plan
+        if self.local:
+            return self.settle(exchange, self.limiter.hit_local(identity, plan, self.cost), plan)
         return self.remote(exchange, identity, plan)
+
+    def peer_identity(self, ip: bytes) -> str:
+        by_peer = self.by_peer
+        assert by_peer is not None
+        if len(by_peer) >= PEER_CACHE:
+            by_peer.clear()
+        identity = by_peer[ip] = self.identifier.identify(_NO_HEADERS, ip.decode())[0]
+        return identity
 
     async def remote(self, exchange: Exchange, identity: str, plan: str) -> Verdict:
         return self.settle(exchange, await self.limiter.hit(identity, plan, self.cost), plan)
