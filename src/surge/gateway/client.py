@@ -1,6 +1,11 @@
 """The listener side of one client connection: HTTP/1.1 parsing with httptools, the limits on
 request heads, pipelining (requests answered strictly in order), the client's deadlines and
-flow control. Each parsed request becomes an `Exchange`, which does the proxying."""
+flow control. Each parsed request becomes an `Exchange`, which does the proxying.
+
+llhttp (strict) refuses most request-smuggling vectors itself: both Content-Length and
+Transfer-Encoding, repeated lengths, bad chunk framing, bare CR or LF, obs-fold, NUL. The few
+checks it does not make (head limits) are made here, by raising `Refused` from a callback so the
+parser stops at once."""
 
 from __future__ import annotations
 
@@ -38,15 +43,24 @@ _DROPPED = frozenset({
 _CLOSE = frozenset({b"close"})
 
 
-class HeadTooLarge(Exception):
-    """Raised from a parser callback; turned into 431 outside the parser."""
+# Limits on one request head that no deployment needs to raise: far above what browsers and
+# HTTP clients send, far below what lets one client pin much parser state. Within them,
+# `max_header_bytes` (configurable) still bounds the head as a whole.
+MAX_HEADERS = 100        # header lines in one request -> 431
+MAX_HEADER_LINE = 8192   # bytes in one header line, name and value -> 431
+MAX_TARGET = 8192        # bytes in the request target -> 414
+
+
+class Refused(Exception):
+    """Raised from a parser callback with `reject`'s arguments (status, type, detail,
+    reason); answered outside the parser, which stops, so nothing after it is read."""
 
 
 class ClientConnection(asyncio.Protocol):
     __slots__ = (
         "gw", "transport", "parser", "ip", "current", "receiving", "queue", "paused",
         "write_paused", "deadline", "deadline_kind", "head_seen", "tunnel", "upgrade_buf",
-        "closed", "out",
+        "closed", "out", "head_lines",
     )
 
     def __init__(self, gw: Gateway) -> None:
@@ -62,6 +76,7 @@ class ClientConnection(asyncio.Protocol):
         self.deadline = 0.0
         self.deadline_kind = NONE
         self.head_seen = 0
+        self.head_lines = 0
         self.tunnel: asyncio.Transport | None = None
         self.upgrade_buf: list[bytes] | None = None
         self.closed = False
@@ -99,9 +114,8 @@ class ClientConnection(asyncio.Protocol):
             self.upgrade_buf = [data[upgrade.args[0]:]]
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
-            if isinstance(cause, HeadTooLarge):
-                self.reject(431, "header-too-large", "request head is over the limit of "
-                            f"{self.gw.max_header_bytes} bytes", "header_too_large")
+            if isinstance(cause, Refused):
+                self.reject(*cause.args)
             elif isinstance(cause, ValueError):
                 self.reject(400, "bad-request", f"malformed request: {cause}", "bad_request")
             else:
@@ -142,6 +156,7 @@ class ClientConnection(asyncio.Protocol):
         now = gw.now()
         self.receiving = Exchange(self, now)
         self.head_seen = 0
+        self.head_lines = 0
         if self.deadline_kind != HEADER:
             self.deadline_kind = HEADER
             self.deadline = now + gw.client_header_timeout
@@ -150,11 +165,20 @@ class ClientConnection(asyncio.Protocol):
         ex = self.receiving
         ex.target += url
         self.head_seen += len(url)
+        if len(ex.target) > MAX_TARGET:
+            raise Refused(414, "url-too-long", f"request target is over {MAX_TARGET} bytes",
+                          "url_too_long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.head_seen += len(name) + len(value) + 4
+        line = len(name) + len(value) + 2
+        self.head_seen += line + 2
+        self.head_lines += 1
         if self.head_seen > self.gw.max_header_bytes:
-            raise HeadTooLarge
+            raise Refused(431, "header-too-large", "request head is over the limit of "
+                          f"{self.gw.max_header_bytes} bytes", "header_too_large")
+        if line > MAX_HEADER_LINE or self.head_lines > MAX_HEADERS:
+            raise Refused(431, "header-too-large", f"over {MAX_HEADERS} header lines or a "
+                          f"line over {MAX_HEADER_LINE} bytes", "header_too_large")
         lname = name.lower()
         ex = self.receiving
         if lname in _DROPPED:
@@ -193,9 +217,8 @@ class ClientConnection(asyncio.Protocol):
         if ex.upgrade is not None and not parser.should_upgrade():
             ex.upgrade = None
         if ex.host is None and ex.http11:
-            self.reject(400, "bad-request", "an HTTP/1.1 request needs a Host header",
-                        "missing_host")
-            return
+            raise Refused(400, "bad-request", "an HTTP/1.1 request needs a Host header",
+                          "missing_host")
         self.deadline_kind = NONE
         if self.current is None:
             self.current = ex
