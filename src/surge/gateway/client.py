@@ -4,13 +4,14 @@ flow control. Each parsed request becomes an `Exchange`, which does the proxying
 
 llhttp (strict) refuses most request-smuggling vectors itself: both Content-Length and
 Transfer-Encoding, repeated lengths, bad chunk framing, bare CR or LF, obs-fold, NUL. The few
-checks it does not make (head limits) are made here, by raising `Refused` from a callback so the
-parser stops at once."""
+checks it does not make (Host, head limits) are made here, by raising `Refused` from a callback
+so the parser stops at once."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -49,6 +50,9 @@ _CLOSE = frozenset({b"close"})
 MAX_HEADERS = 100        # header lines in one request -> 431
 MAX_HEADER_LINE = 8192   # bytes in one header line, name and value -> 431
 MAX_TARGET = 8192        # bytes in the request target -> 414
+
+# RFC 9112 3.2: a Host is a uri-host (reg-name or IP literal) and an optional port.
+_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?")
 
 
 class Refused(Exception):
@@ -201,6 +205,9 @@ class ClientConnection(asyncio.Protocol):
                     ex.hop = frozenset(named).union(ex.hop or ())
             return
         if lname == b"host":
+            if ex.host is not None or not _HOST.fullmatch(value):
+                raise Refused(400, "bad-request", "a request needs one valid Host header",
+                              "invalid_host")
             ex.host = value
         elif lname == b"cookie":
             ex.cookie = value
