@@ -4,8 +4,8 @@ flow control. Each parsed request becomes an `Exchange`, which does the proxying
 
 llhttp (strict) refuses most request-smuggling vectors itself: both Content-Length and
 Transfer-Encoding, repeated lengths, bad chunk framing, bare CR or LF, obs-fold, NUL. The few
-checks it does not make (Host, head limits) are made here, by raising `Refused` from a callback
-so the parser stops at once."""
+checks it does not make (codings before `chunked`, chunked HTTP/1.0, CONNECT, versions, Host,
+head limits) are made here, by raising `Refused` from a callback so the parser stops at once."""
 
 from __future__ import annotations
 
@@ -189,6 +189,16 @@ class ClientConnection(asyncio.Protocol):
             if lname == b"content-length":
                 ex.length = int(value)
             elif lname == b"transfer-encoding":
+                # llhttp refuses a final coding other than chunked only after
+                # on_headers_complete (too late: the request would be on its way), and lets
+                # codings before chunked through, to reach the upstream decoded by nobody.
+                codings = value.lower().split(b",")
+                if codings[-1].strip(b" \t") != b"chunked":
+                    raise Refused(400, "bad-request", "Transfer-Encoding must end with "
+                                  "chunked", "bad_request")   # RFC 9112 6.3
+                if len(codings) > 1:
+                    raise Refused(501, "transfer-coding-not-implemented", "only the chunked "
+                                  "transfer coding is supported", "unsupported_transfer_coding")
                 ex.chunked = True
             elif lname == b"x-forwarded-for":
                 ex.xff = value
@@ -219,13 +229,24 @@ class ClientConnection(asyncio.Protocol):
         ex = self.receiving
         parser = self.parser
         ex.method = parser.get_method()
-        ex.http11 = parser.get_http_version() == "1.1"
+        version = parser.get_http_version()
+        ex.http11 = version == "1.1"
         ex.keep_alive = parser.should_keep_alive()
         if ex.upgrade is not None and not parser.should_upgrade():
             ex.upgrade = None
+        if not ex.http11 and version != "1.0":
+            raise Refused(505, "http-version-not-supported", f"HTTP/{version} is not served "
+                          "here; HTTP/1.1 and HTTP/1.0 are", "http_version")
         if ex.host is None and ex.http11:
             raise Refused(400, "bad-request", "an HTTP/1.1 request needs a Host header",
                           "missing_host")
+        if ex.chunked and not ex.http11:
+            # RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing.
+            raise Refused(400, "bad-request", "Transfer-Encoding in an HTTP/1.0 request",
+                          "bad_request")
+        if ex.method == b"CONNECT":
+            raise Refused(501, "method-not-implemented", "CONNECT is not served by a reverse "
+                          "proxy", "method_not_implemented")
         self.deadline_kind = NONE
         if self.current is None:
             self.current = ex
