@@ -198,7 +198,7 @@ async def test_a_cron_job_runs_once_per_tick_across_three_workers(url):
         queue.cron("* * * * * *", name="heartbeat")(lambda: runs.append(time.time()))
         queues.append(queue)
         workers.append(Running(queue))
-    await asyncio.sleep(2.7)
+    await asyncio.sleep(2.2)
     for worker in workers:
         await worker.stop()
     seconds = [int(t) for t in runs]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from surge.cli import main
 from surge.jobs import JobState, Queue
 
 pytestmark = pytest.mark.integration
@@ -126,7 +127,7 @@ async def test_sigterm_lets_running_jobs_finish_and_releases_the_rest(url, worke
 
 async def test_a_job_that_kills_its_worker_is_dead_lettered_not_retried_forever(url, workers):
     queue = Queue.from_url(url)
-    crash = queue.job(name="crash", retries=2)(sample_jobs.crash.fn)   # options travel with it
+    crash = queue.job(name="crash", retries=1)(sample_jobs.crash.fn)   # options travel with it
     job = await crash.enqueue()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -140,11 +141,11 @@ async def test_a_job_that_kills_its_worker_is_dead_lettered_not_retried_forever(
             pass
     assert record.state == JobState.DEAD
     assert "lost its worker" in record.error
-    assert seen(workers.sink) == [-1, -1, -1]   # retries=2: three runs, then dead
+    assert seen(workers.sink) == [-1, -1]   # retries=1: two runs, then dead
     await queue.close()
 
 
-def test_the_jobs_cli_lists_retries_and_purges_dead_jobs(url, tmp_path):
+def test_the_jobs_cli_lists_retries_and_purges_dead_jobs(url, capsys):
     async def make_dead() -> list[str]:
         queue = Queue.from_url(url)
         ids = []
@@ -159,17 +160,17 @@ def test_the_jobs_cli_lists_retries_and_purges_dead_jobs(url, tmp_path):
 
     ids = asyncio.run(make_dead())
 
-    def surge(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "surge.cli", "jobs", *args, "--broker", url],
-                              capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    def surge(*args: str) -> tuple[int, str]:
+        code = main(["jobs", *args, "--broker", url])
+        return code, capsys.readouterr().out
 
-    dead = surge("dead")
-    assert dead.returncode == 0
+    code, out = surge("dead")
+    assert code == 0
     for job_id in ids:
-        assert f"{job_id}  doomed  attempts=1  KeyError: 'x'" in dead.stdout
-    stats = surge("stats")
-    assert "default" in stats.stdout and stats.stdout.split()[-2] == "2"   # dead column
-    assert surge("retry", ids[0]).stdout.strip() == "1 job(s) back in their queue"
-    assert surge("retry", "no-such-id").returncode == 1
-    assert surge("purge").stdout.strip() == "1 dead job(s) deleted"
-    assert surge("retry", "--all").stdout.strip() == "0 job(s) back in their queue"
+        assert f"{job_id}  doomed  attempts=1  KeyError: 'x'" in out
+    code, out = surge("stats")
+    assert "default" in out and out.split()[-2] == "2"   # the dead column
+    assert surge("retry", ids[0]) == (0, "1 job(s) back in their queue\n")
+    assert surge("retry", "no-such-id")[0] == 1
+    assert surge("purge") == (0, "1 dead job(s) deleted\n")
+    assert surge("retry", "--all") == (0, "0 job(s) back in their queue\n")
