@@ -17,6 +17,8 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,8 +26,9 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.stack import eventually, fast_health, metric, service, surge_yaml, upstream_views
-from support.chaos.load import NON_IDEMPOTENT, MixedLoad, percentile
+from support.chaos.load import KINDS, NON_IDEMPOTENT, MixedLoad, percentile
 from support.processes import (
+    GatewayProcess,
     ManagedProcess,
     UpstreamProcess,
     free_port,
@@ -67,12 +70,10 @@ class Flapper(threading.Thread):
         super().__init__(name="flapper", daemon=True)
         self.upstream, self.up, self.down = upstream, up, down
         self.stopped = threading.Event()
-        self.deaths = 0
 
     def run(self) -> None:
         while not self.stopped.wait(self.up):
             self.upstream.kill9()
-            self.deaths += 1
             if self.stopped.wait(self.down):
                 break
             self.upstream.restart()
@@ -128,7 +129,7 @@ class ScenarioReport:
                 f"{self.p50 * 1000:>7.1f} {self.p99 * 1000:>7.1f} {self.p99_all * 1000:>8.1f}")
 
     def describe(self) -> str:
-        lines = [self.HEADER, self.row(),
+        lines = [self.HEADER, self.row(), f"  sent by kind: {self.sent_by_kind}",
                  f"  statuses: {self.statuses}  gateway failures: {self.gateway_failures}  "
                  f"probes answered after the load: {self.served_after}/{self.PROBES}"]
         lines += [f"  {failure}" for failure in self.failures]
@@ -156,8 +157,13 @@ def duplicated_deliveries(record_file: Path, kind: str = NON_IDEMPOTENT) -> int:
 
 
 def run_scenario(scenario: str, directory: Path, *, duration: float = 3.0, warmup: float = 0.5,
-                 rate: float = 150, concurrency: int = 6) -> ScenarioReport:
-    """Run one scenario in `directory` (logs and records land there) and report it."""
+                 rate: float = 150, concurrency: int = 6, label: str | None = None,
+                 alongside: Callable[[GatewayProcess], AbstractContextManager[object]] | None
+                 = None) -> ScenarioReport:
+    """Run one scenario in `directory` (logs and records land there) and report it.
+
+    `alongside(gateway)`, when given, is a context held open while the load runs (e.g. slow
+    clients); `label` names the report (default: the scenario)."""
     assert scenario in SCENARIOS, scenario
     directory.mkdir(parents=True, exist_ok=True)
     record_file = directory / "records.jsonl"
@@ -177,7 +183,8 @@ def run_scenario(scenario: str, directory: Path, *, duration: float = 3.0, warmu
         started.append(gw)
         eventually(lambda: all(u["healthy"] for u in upstream_views(gw.admin_url, SERVICE)
                                .values()), what="every upstream admitted by its health checks")
-        with MixedLoad(gw.url, concurrency=concurrency, rate=rate) as load:
+        with alongside(gw) if alongside else nullcontext(), \
+                MixedLoad(gw.url, concurrency=concurrency, rate=rate) as load:
             time.sleep(warmup)
             if scenario == "flap":
                 flapper = Flapper(chaos)
@@ -188,7 +195,7 @@ def run_scenario(scenario: str, directory: Path, *, duration: float = 3.0, warmu
         if flapper is not None:
             flapper.stop()
         assert gw.running, "the gateway died under chaos:\n" + gw.logs()
-        report = _report(scenario, load, gw.admin_url, record_file)
+        report = _report(label or scenario, load, gw.admin_url, record_file)
         with httpx.Client(timeout=10.0) as client:
             report.served_after = sum(client.get(f"{gw.url}/name").status_code == 200
                                       for _ in range(report.PROBES))
@@ -203,8 +210,8 @@ def _report(scenario: str, load: MixedLoad, admin_url: str, record_file: Path) -
     failed = {reason: value for reason, value in _failed_by_reason(admin_url).items() if value}
     return ScenarioReport(
         scenario=scenario, sent=load.sent,
-        sent_by_kind={k: load.sent_of(k) for k in ("get", "post", "idem")},
-        failed_by_kind={k: load.failed_of(k) for k in ("get", "post", "idem")},
+        sent_by_kind={kind: load.sent_of(kind) for kind in KINDS},
+        failed_by_kind={kind: load.failed_of(kind) for kind in KINDS},
         retried=metric(admin_url, "surge_retries_total", service=SERVICE),
         duplicated=duplicated_deliveries(record_file),
         healthy_latencies=load.latencies_via(set(HEALTHY)),
