@@ -1,8 +1,9 @@
 """Background jobs, side by side on one Redis: Surge (SQLite and Redis brokers) against arq,
-saq and dramatiq. For each: the enqueue rate (one producer awaiting each enqueue), the
-processing rate of no-op jobs through ONE worker process at its default concurrency (from the
-first job's start to the last one's, so worker start-up is not counted), and the enqueue-to-start
-latency on an idle queue (p50, p95). `--durability` runs the issue's 10,000-job kill -9 test.
+saq, dramatiq and Celery. For each: the enqueue rate (one producer awaiting each enqueue), the
+processing rate of no-op jobs through ONE worker at its default concurrency (from the first
+job's start to the last one's, so worker start-up is not counted; Celery's default is a prefork
+pool of one child per core), and the enqueue-to-start latency on an idle queue (p50, p95).
+`--durability` runs the issue's 10,000-job kill -9 test.
 
     .venv/bin/python bench/jobs.py [--jobs 10000] [--redis redis://127.0.0.1:6379/9]
     .venv/bin/python bench/jobs.py --durability
@@ -16,7 +17,6 @@ PYTHONPATH): BENCH_JOBS_SYSTEM says which system's jobs to define.
 
 from __future__ import annotations
 
-import itertools
 import os
 import time
 from pathlib import Path
@@ -24,22 +24,26 @@ from pathlib import Path
 SYSTEM = os.environ.get("BENCH_JOBS_SYSTEM", "")
 BROKER = os.environ.get("BENCH_JOBS_BROKER", "")
 OUT = Path(os.environ.get("BENCH_JOBS_DIR", "."))
-N = int(os.environ.get("BENCH_JOBS_N", "0"))
-_count = itertools.count(1)
 
 
 def mark(enqueued_at: float | None) -> None:
-    """The whole job: note the start of the first and the end of the N-th, or a latency."""
-    now = time.time()
+    """The whole job: count itself (one byte appended to a file, so a pool of worker
+    processes counts together), or note its enqueue-to-start latency."""
     if enqueued_at is not None:
         with open(OUT / "latency", "a") as out:
-            out.write(f"{now - enqueued_at}\n")
+            out.write(f"{time.time() - enqueued_at}\n")
         return
-    n = next(_count)
-    if n == 1:
-        (OUT / "first").write_text(repr(now))
-    if n == N:
-        (OUT / "done").write_text(repr(time.time()))
+    os.write(_counter(), b".")
+
+
+def _counter() -> int:
+    global _count_fd
+    if _count_fd is None:
+        _count_fd = os.open(OUT / "count", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    return _count_fd
+
+
+_count_fd: int | None = None
 
 
 # -- the job side of each system (imported by its worker) --------------------------------------
@@ -92,6 +96,16 @@ elif SYSTEM == "dramatiq":
     def dramatiq_noop(enqueued_at: float | None = None) -> None:
         mark(enqueued_at)
 
+elif SYSTEM == "celery":
+    from celery import Celery
+
+    celery_app = Celery("jobs", broker=BROKER)
+    celery_app.conf.update(task_ignore_result=True, worker_hijack_root_logger=False)
+
+    @celery_app.task(name="noop")
+    def celery_noop(enqueued_at: float | None = None) -> None:
+        mark(enqueued_at)
+
 
 # -- the driver ---------------------------------------------------------------------------------
 
@@ -124,6 +138,10 @@ class Producer:
             dramatiq.set_broker(RedisBroker(url=self.broker))
             self.actor = dramatiq.actor(lambda enqueued_at=None: None, actor_name="noop",
                                         max_retries=0)
+        elif self.system == "celery":
+            from celery import Celery
+
+            self.app = Celery("bench", broker=self.broker)
 
     async def enqueue(self, enqueued_at: float | None = None) -> None:
         kwargs = {} if enqueued_at is None else {"enqueued_at": enqueued_at}
@@ -135,6 +153,8 @@ class Producer:
             await self.queue.enqueue("noop", **kwargs)
         elif self.system == "dramatiq":
             self.actor.send(**kwargs)
+        elif self.system == "celery":
+            self.app.send_task("noop", kwargs=kwargs)
 
     async def close(self) -> None:
         if self.system == "arq":
@@ -150,6 +170,8 @@ class Producer:
             "arq": [str(bin_dir / "arq"), "jobs.ArqSettings"],
             "saq": [str(bin_dir / "saq"), "jobs.saq_settings", "--quiet"],
             "dramatiq": [str(bin_dir / "dramatiq"), "jobs", "--processes", "1"],
+            "celery": [str(bin_dir / "celery"), "-A", "jobs:celery_app", "worker",
+                       "--loglevel=WARNING"],
         }.get(self.system, [sys.executable, "-m", "surge.cli", "worker", "jobs:surge_queue"])
 
 
@@ -168,15 +190,16 @@ async def measure(system: str, broker: str, jobs: int, samples: int, workdir: Pa
     enqueue_rate = jobs / (time.perf_counter() - started)
 
     env = {**os.environ, "BENCH_JOBS_SYSTEM": system, "BENCH_JOBS_BROKER": broker,
-           "BENCH_JOBS_DIR": str(workdir), "BENCH_JOBS_N": str(jobs),
+           "BENCH_JOBS_DIR": str(workdir),
            "PYTHONPATH": str(Path(__file__).parent)}
     worker = subprocess.Popen(producer.worker_command(), env=env, cwd=workdir,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        await _wait_for(lambda: (workdir / "done").exists(), 600)
-        first = float((workdir / "first").read_text())
-        done = float((workdir / "done").read_text())
-        process_rate = (jobs - 1) / (done - first)
+        counter = workdir / "count"
+        await _wait_for(lambda: counter.exists(), 120, poll=0.002)
+        first = time.time()
+        await _wait_for(lambda: counter.stat().st_size >= jobs, 600, poll=0.005)
+        process_rate = jobs / (time.time() - first)
         await asyncio.sleep(0.5)   # idle
         for _ in range(samples):
             await producer.enqueue(enqueued_at=time.time())
@@ -200,14 +223,14 @@ async def measure(system: str, broker: str, jobs: int, samples: int, workdir: Pa
     }
 
 
-async def _wait_for(condition, timeout: float) -> None:
+async def _wait_for(condition, timeout: float, poll: float = 0.01) -> None:
     import asyncio
 
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise TimeoutError("the worker did not finish in time")
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(poll)
 
 
 def _installed(system: str) -> bool:
@@ -228,7 +251,7 @@ async def compare(args) -> None:
         "surge/redis": args.redis,
         "surge/sqlite": f"sqlite:///{root}/normal.db",
         "surge/sqlite-fsync": f"sqlite:///{root}/full.db?synchronous=full",
-        "arq": args.redis, "saq": args.redis, "dramatiq": args.redis,
+        "arq": args.redis, "saq": args.redis, "dramatiq": args.redis, "celery": args.redis,
     }
     print(f"# bench/jobs.py --jobs {args.jobs} --samples {args.samples} --redis {args.redis}")
     print(f"# {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, CPython "
