@@ -129,14 +129,15 @@ def main() -> int:
     command = "bench/chaos.py " + " ".join(sys.argv[1:])
     reports: list[ScenarioReport] = []
     with tempfile.TemporaryDirectory(prefix="surge-chaos-") as work:
-        for scenario in wanted:
+        for number, scenario in enumerate(wanted):
+            directory = Path(work) / f"{number}-{scenario}"
             options = dict(duration=args.duration, rate=args.rate,
                            concurrency=args.concurrency)
             if scenario == "slow-client":
-                report = run_scenario("none", Path(work) / scenario, label=scenario,
+                report = run_scenario("none", directory, label=scenario,
                                       alongside=slow_clients(args.slow_clients), **options)
             else:
-                report = run_scenario(scenario, Path(work) / scenario, **options)
+                report = run_scenario(scenario, directory, **options)
             print(report.describe(), flush=True)
             reports.append(report)
     print_table(reports, command.strip())

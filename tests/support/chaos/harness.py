@@ -167,11 +167,13 @@ def run_scenario(scenario: str, directory: Path, *, duration: float = 3.0, warmu
     assert scenario in SCENARIOS, scenario
     directory.mkdir(parents=True, exist_ok=True)
     record_file = directory / "records.jsonl"
+    record_file.unlink(missing_ok=True)  # request ids start over with each run
     started: list[ManagedProcess] = []
     flapper: Flapper | None = None
     try:
         mode = "ok" if scenario in ("none", "flap") else scenario
         chaos = ChaosUpstream(mode, free_port(), directory, record_file)
+        chaos.fault_file.unlink(missing_ok=True)
         started.append(chaos)
         chaos.start()  # its interpreter starts while the healthy replicas' do
         healthy = start_upstreams(2, directory, names=sorted(HEALTHY),

@@ -70,7 +70,7 @@ class MixedLoad(LoadLoop):
             outcome: int | str = response.status_code
             upstream = response.headers.get("x-upstream-name")
             if not 200 <= response.status_code < 300:
-                failure = f"{kind} {response.status_code} {response.text[:120]!r}"
+                failure = f"{kind} {response.status_code} {_detail(response)}"
         except httpx.HTTPError as exc:
             outcome = type(exc).__name__
             failure = f"{kind} {type(exc).__name__}: {exc}"
@@ -84,3 +84,11 @@ class MixedLoad(LoadLoop):
                 if len(self.failures) < self.keep_failures:
                     at = time.monotonic() - self._started_at
                     self.failures.append(f"at {at:.3f}s: {failure}")
+
+
+def _detail(response: httpx.Response) -> str:
+    """What a failed answer says: a problem document's `detail`, else the body's start."""
+    try:
+        return str(response.json()["detail"])
+    except (ValueError, KeyError, TypeError):
+        return repr(response.text[:120])
