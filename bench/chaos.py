@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the chaos harness the integration tests use
 
 from support.chaos.harness import SCENARIOS, ScenarioReport, run_scenario  # noqa: E402
+from support.chaos.load import AsyncMixedLoad  # noqa: E402
 from support.processes import GatewayProcess, surge_up_available  # noqa: E402
 
 TRICKLE_EVERY = 0.5
@@ -132,7 +133,7 @@ def main() -> int:
         for number, scenario in enumerate(wanted):
             directory = Path(work) / f"{number}-{scenario}"
             options = dict(duration=args.duration, rate=args.rate,
-                           concurrency=args.concurrency)
+                           concurrency=args.concurrency, load_class=AsyncMixedLoad)
             if scenario == "slow-client":
                 report = run_scenario("none", directory, label=scenario,
                                       alongside=slow_clients(args.slow_clients), **options)

@@ -158,12 +158,14 @@ def duplicated_deliveries(record_file: Path, kind: str = NON_IDEMPOTENT) -> int:
 
 def run_scenario(scenario: str, directory: Path, *, duration: float = 3.0, warmup: float = 0.5,
                  rate: float = 150, concurrency: int = 6, label: str | None = None,
+                 load_class: type[MixedLoad] = MixedLoad,
                  alongside: Callable[[GatewayProcess], AbstractContextManager[object]] | None
                  = None) -> ScenarioReport:
     """Run one scenario in `directory` (logs and records land there) and report it.
 
     `alongside(gateway)`, when given, is a context held open while the load runs (e.g. slow
-    clients); `label` names the report (default: the scenario)."""
+    clients); `label` names the report (default: the scenario); `load_class` sends the load
+    (`AsyncMixedLoad` for higher rates)."""
     assert scenario in SCENARIOS, scenario
     directory.mkdir(parents=True, exist_ok=True)
     record_file = directory / "records.jsonl"
@@ -186,7 +188,7 @@ def run_scenario(scenario: str, directory: Path, *, duration: float = 3.0, warmu
         eventually(lambda: all(u["healthy"] for u in upstream_views(gw.admin_url, SERVICE)
                                .values()), what="every upstream admitted by its health checks")
         with alongside(gw) if alongside else nullcontext(), \
-                MixedLoad(gw.url, concurrency=concurrency, rate=rate) as load:
+                load_class(gw.url, concurrency=concurrency, rate=rate) as load:
             time.sleep(warmup)
             if scenario == "flap":
                 flapper = Flapper(chaos)

@@ -4,18 +4,27 @@ key, POST `/record` with one, in turn. Each request carries its own `X-Request-I
 each answer's latency and `X-Upstream-Name` are kept, so latency to healthy upstreams can be
 read apart from the faulty one's.
 
-It is `support.load.LoadLoop` (threads, pacing, counters, `summary`) with a different request."""
+`MixedLoad` is `support.load.LoadLoop` (threads, pacing, counters, `summary`) with a different
+request; `AsyncMixedLoad` sends the same mix from asyncio, for rates threads cannot reach."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import json
 import math
+import threading
 import time
 from dataclasses import dataclass
+from typing import Self
+from urllib.parse import urlsplit
 
+import httptools
 import httpx
+import uvloop
 
 from support.load import LoadLoop
+from surge.scaling.load import Connection
 
 KINDS = ("get", "post", "idem")
 NON_IDEMPOTENT = "post"
@@ -54,27 +63,20 @@ class MixedLoad(LoadLoop):
         """Latencies of the successful answers that came from `upstreams`."""
         return [s.latency for s in self.samples if s.ok and s.upstream in upstreams]
 
-    def _one(self, client: httpx.Client) -> None:
+    def next_request(self) -> tuple[str, str, str, dict[str, str], bytes]:
+        """(kind, method, path, headers, body) of the next request in the mix."""
         number = next(self._numbers)  # itertools.count is atomic under the GIL
         kind = KINDS[number % len(KINDS)]
         request_id = f"{kind}-{number}"
         headers = {"X-Request-ID": request_id}
         if kind == "idem":
             headers["Idempotency-Key"] = request_id
-        method, path = ("GET", "/name") if kind == "get" else ("POST", "/record")
-        upstream, failure = None, None
-        started = time.perf_counter()
-        try:
-            response = client.request(method, f"{self.url}{path}", headers=headers,
-                                      content=b"" if kind == "get" else request_id.encode())
-            outcome: int | str = response.status_code
-            upstream = response.headers.get("x-upstream-name")
-            if not 200 <= response.status_code < 300:
-                failure = f"{kind} {response.status_code} {_detail(response)}"
-        except httpx.HTTPError as exc:
-            outcome = type(exc).__name__
-            failure = f"{kind} {type(exc).__name__}: {exc}"
-        latency = time.perf_counter() - started
+        if kind == "get":
+            return kind, "GET", "/name", headers, b""
+        return kind, "POST", "/record", headers, request_id.encode()
+
+    def tally(self, kind: str, outcome: int | str, upstream: str | None, failure: str | None,
+              latency: float) -> None:
         with self._lock:
             self.samples.append(Sample(kind, failure is None, latency, upstream))
             self._sent += 1
@@ -85,10 +87,90 @@ class MixedLoad(LoadLoop):
                     at = time.monotonic() - self._started_at
                     self.failures.append(f"at {at:.3f}s: {failure}")
 
+    def _one(self, client: httpx.Client) -> None:
+        kind, method, path, headers, body = self.next_request()
+        upstream, failure = None, None
+        started = time.perf_counter()
+        try:
+            response = client.request(method, f"{self.url}{path}", headers=headers,
+                                      content=body)
+            outcome: int | str = response.status_code
+            upstream = response.headers.get("x-upstream-name")
+            if not 200 <= response.status_code < 300:
+                failure = f"{kind} {response.status_code} {_detail(response.content)}"
+        except httpx.HTTPError as exc:
+            outcome = type(exc).__name__
+            failure = f"{kind} {type(exc).__name__}: {exc}"
+        self.tally(kind, outcome, upstream, failure, time.perf_counter() - started)
 
-def _detail(response: httpx.Response) -> str:
+
+def _detail(body: bytes) -> str:
     """What a failed answer says: a problem document's `detail`, else the body's start."""
     try:
-        return str(response.json()["detail"])
+        return str(json.loads(body)["detail"])
     except (ValueError, KeyError, TypeError):
-        return repr(response.text[:120])
+        return repr(body[:120])
+
+
+class NamedConnection(Connection):
+    """`surge load`'s raw keep-alive connection, also noting who answered."""
+
+    upstream: str | None = None
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == b"x-upstream-name":
+            self.upstream = value.decode("latin-1")
+
+
+class AsyncMixedLoad(MixedLoad):
+    """The same mix from one asyncio thread over `concurrency` raw keep-alive connections
+    (`surge.scaling.load.Connection`): several times the rate the httpx threads reach, for
+    `bench/chaos.py`. Each connection keeps its share of `rate`, as the threads do."""
+
+    def start(self) -> Self:
+        self._started_at = time.monotonic()
+        thread = threading.Thread(target=self._run, name="load", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return self
+
+    def _run(self) -> None:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(self._main())
+
+    async def _main(self) -> None:
+        await asyncio.gather(*(self._connection() for _ in range(self.concurrency)))
+
+    async def _connection(self) -> None:
+        parts = urlsplit(self.url)
+        conn = NamedConnection(parts.hostname or "127.0.0.1", parts.port or 80, b"",
+                               keep_body=True)
+        interval = self.concurrency / self.rate if self.rate else 0.0
+        next_at = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                if interval:
+                    next_at = max(next_at + interval, time.monotonic())
+                    await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+                await self._send(conn, parts.netloc)
+        finally:
+            conn.close()
+
+    async def _send(self, conn: NamedConnection, host: str) -> None:
+        kind, method, path, headers, body = self.next_request()
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}",
+                 *(f"{name}: {value}" for name, value in headers.items())]
+        conn.head = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+        conn.upstream = None
+        failure = None
+        started = time.perf_counter()
+        outcome: int | str
+        try:
+            outcome = code = await asyncio.wait_for(conn.request(), self.timeout)
+            if not 200 <= code < 300:
+                failure = f"{kind} {code} {_detail(bytes(conn.body))}"
+        except (OSError, TimeoutError, httptools.HttpParserError) as exc:
+            conn.close()
+            outcome = type(exc).__name__
+            failure = f"{kind} {outcome}: {exc}"
+        self.tally(kind, outcome, conn.upstream, failure, time.perf_counter() - started)
