@@ -199,6 +199,16 @@ def test_the_admin_api_lists_keys_without_their_hashes_and_refuses_unknown_plans
     assert revoked["active"] is False
 
 
+def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_count(upstreams, gateway):
+    gw = gateway(limited_yaml(upstreams(1), key="ip", trusted_proxies=["127.0.0.1/32"]))
+
+    def via(client: str) -> int:
+        return httpx.get(gw.url + "/tight/name", headers={"X-Forwarded-For": client}).status_code
+    assert [via("203.0.113.7"), via("203.0.113.7"), via("203.0.113.8")] == [200, 429, 200]
+    state = httpx.get(f"{gw.admin_url}/api/ratelimits/203.0.113.7?plan=tight").json()
+    assert (state["key"], state["limited"]) == ("ip:203.0.113.7", True)
+
+
 def test_dry_run_lets_everything_through_and_counts_would_be_rejections(upstreams, gateway):
     gw = gateway(limited_yaml(upstreams(1), dry_run=True))
     assert statuses(gw, "/tight/name", 4, client="theta") == [200] * 4

@@ -37,7 +37,8 @@ log = logging.getLogger("surge.gateway")
 
 _UNAUTHORIZED = Unauthorized.status, Unauthorized.type
 _LIMITED = RateLimited.status, RateLimited.type
-_NO_HEADERS: Callable[[str], str | None] = {}.get
+_NONE: dict[str, str] = {}
+_NO_HEADERS: Callable[[str], str | None] = _NONE.get
 PEER_CACHE = 65536  # peer addresses whose identity is kept; past it the cache starts over
 
 
@@ -221,7 +222,7 @@ class KeyRoutes:
         bare address) on `?plan=` or the default plan."""
         limiting = self.limiting()
         ref = request.params["key"]
-        plan = (request.query.get("plan") or [None])[0]
+        plan: str | None = request.query["plan"][0] if request.query.get("plan") else None
         if ref.startswith("key_"):
             info = await self._blocking(limiting.keys.get, ref)
             identity, plan = "key:" + info.id, plan or info.plan
