@@ -136,7 +136,7 @@ def test_every_metric_family_of_the_gateway_is_listed_in_operations():
     from surge.observe.metrics import GatewayCollector, GatewayStats
 
     text = (ROOT / "docs" / "operations.md").read_text()
-    families = GatewayCollector(GatewayStats(), lambda: [], lambda: 0).collect()
+    families = GatewayCollector(GatewayStats(), lambda: [], lambda: 0, lambda: 0).collect()
     names = [f.name + ("_total" if f.type == "counter" else "") for f in families]
     assert [name for name in names if f"`{name}`" not in text] == []
 

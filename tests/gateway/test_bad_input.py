@@ -191,13 +191,13 @@ def test_a_request_past_max_pending_gets_503_while_those_within_it_are_served(gw
     """max_connections 1 and max_pending 1: one request runs, one waits, the third is refused."""
     answers: list[int] = []
     threads = [threading.Thread(target=lambda: answers.append(
-        httpx.get(f"{gw.url}/narrow/slow?ms=500", timeout=5).status_code)) for _ in range(2)]
+        httpx.get(f"{gw.url}/narrow/slow?ms=900", timeout=10).status_code)) for _ in range(2)]
     for running, thread in enumerate(threads, start=1):
         thread.start()
         eventually(lambda n=running: inflight(gw, "narrow") == n, what=f"{running} in flight")
     check_counted_problem(gw, "max_pending", 503, lambda: raw(gw, request("GET", "/narrow/name")))
     for thread in threads:
-        thread.join(5)
+        thread.join(10)
     assert answers == [200, 200]
 
 

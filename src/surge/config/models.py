@@ -74,6 +74,8 @@ class Gateway(SurgeModel):
     """Largest request body; a larger one is answered 413."""
     drain: Duration = 30.0
     """On stop or reload, how long in-flight requests may finish."""
+    max_inflight: int = Field(default=10000, ge=1)
+    """Requests the whole gateway process serves at once; past it new ones get a fast 503."""
 
     @field_validator("listen")
     @classmethod

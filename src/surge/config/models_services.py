@@ -253,6 +253,9 @@ class Service(SurgeModel):
     """Requests waiting for a connection; past it the gateway answers 503."""
     slow_start: Duration = 0.0
     """Ramp a new upstream's share of traffic over this long."""
+    panic_threshold: int = Field(default=50, ge=0, le=100)
+    """Percent of upstreams that must be healthy; below it (while at least one is), traffic
+    spreads over all of them so the few healthy ones are not overwhelmed (0 turns this off)."""
     scaling: ScalingSpec | None = None
     """Autoscaling of the `process` replicas."""
 

@@ -32,8 +32,8 @@ NONE, HEADER, IDLE = 0, 1, 2
 
 # Why reading from the client is paused (bits): a pipelined request waits; the upstream's
 # write buffer is full; a body is held while no upstream connection is ready; (8, in
-# exchange.py) a policy is waiting for a remote store.
-PIPELINE, UPSTREAM_FULL, HOLDING = 1, 2, 4
+# exchange.py) a policy is waiting for a remote store; a refusal waits for the answers ahead.
+PIPELINE, UPSTREAM_FULL, HOLDING, REFUSED = 1, 2, 4, 16
 
 _DROPPED = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade",
@@ -64,7 +64,7 @@ class ClientConnection(asyncio.Protocol):
     __slots__ = (
         "gw", "transport", "parser", "ip", "current", "receiving", "queue", "paused",
         "write_paused", "deadline", "deadline_kind", "head_seen", "tunnel", "upgrade_buf",
-        "closed", "out", "head_lines",
+        "closed", "out", "head_lines", "refusal",
     )
 
     def __init__(self, gw: Gateway) -> None:
@@ -84,6 +84,8 @@ class ClientConnection(asyncio.Protocol):
         self.tunnel: asyncio.Transport | None = None
         self.upgrade_buf: list[bytes] | None = None
         self.closed = False
+        # A refusal (status, type, detail, exchange) waiting for the answers ahead of it.
+        self.refusal: tuple[int, str, str, Exchange | None] | None = None
         # While not None, writes are collected and sent as one: the upstream connection sets
         # it around each read, so a response head, body and last chunk cost one system call.
         self.out: list[bytes] | None = None
@@ -286,6 +288,7 @@ class ClientConnection(asyncio.Protocol):
         if self.current is not ex:
             return
         self.current = None
+        ex.release_slot()
         if not ex.keep_alive or self.gw.draining or self.closed:
             self.close()
             return
@@ -295,6 +298,8 @@ class ClientConnection(asyncio.Protocol):
                 self.resume_reading_for(PIPELINE)
             self.current = nxt
             nxt.start()
+        elif self.refusal is not None:
+            self.refuse(*self.refusal)
         elif self.receiving is None:
             self.deadline_kind = IDLE
             self.deadline = now + self.gw.idle_timeout
@@ -335,17 +340,31 @@ class ClientConnection(asyncio.Protocol):
             self.close()
 
     def reject(self, status: int, type_: str, detail: str, reason: str) -> None:
-        """Answer a request that cannot be parsed or accepted, then close."""
+        """Answer a request that cannot be parsed or accepted, then close. Behind pipelined
+        requests still being answered, the refusal waits its turn (an earlier request must
+        not get it as its answer) and nothing more is read."""
         self.gw.stats.failed[reason] += 1
-        if self.current is not None and self.current.status:
+        current, refused = self.current, self.receiving
+        if current is not None and current is not refused:
+            if refused is not None and refused in self.queue:
+                self.queue.remove(refused)   # its body is broken: it must never start
+            self.refusal = (status, type_, detail, refused)
+            self.receiving = None
+            self.deadline_kind = NONE
+            self.pause_reading_for(REFUSED)
+            return
+        if current is not None and current.status:
             self.abort()  # a response is under way: it cannot be replaced by an error
             return
+        self.refuse(status, type_, detail, refused)
+
+    def refuse(self, status: int, type_: str, detail: str, ex: Exchange | None) -> None:
         body = problem_document(status, type_, detail=detail)
         self.write(problem_response(status, body, close=True))
         gw = self.gw
         gw.stats.unrouted[status // 100] += 1
         if gw.access_log is not None:
-            ex = self.receiving or Exchange(self, gw.now())
+            ex = ex or Exchange(self, gw.now())
             ex.status = status
             gw.access_log.write(ex, gw.now() - ex.started)
         self.close()

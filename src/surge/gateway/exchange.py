@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from surge.gateway import headers as h
 from surge.gateway.policy import Answer, Verdict
 from surge.observe.problem import problem_document, problem_response
+from surge.upstreams.retry import backoff
 from surge.upstreams.upstream import EWMA_ALPHA
 
 if TYPE_CHECKING:
@@ -76,6 +77,7 @@ class Exchange:
     sticky_hit = False
     tunnel = False
     holding = False
+    counted = False  # holds one of the gateway's max_inflight slots
     extra_headers = b""  # response header lines added by policies, each ending in CRLF
 
     def __init__(self, client: ClientConnection, started: float) -> None:
@@ -90,6 +92,13 @@ class Exchange:
         gw = self.client.gw
         if self.request_id is None:
             self.request_id = h.new_request_id()
+        if gw.active >= gw.max_inflight:
+            self.fail(503, "overloaded", "the gateway is at its limit of "
+                      f"{gw.max_inflight} requests in flight", "gateway_overloaded",
+                      retry_after=b"1")
+            return
+        gw.active += 1
+        self.counted = True
         target = self.target
         if not target.startswith(b"/"):
             self.fail(400, "bad-request", "only origin-form request targets are accepted",
@@ -203,6 +212,8 @@ class Exchange:
                 self.fail(503, "no-healthy-upstream", f"service '{service.name}' has no "
                           "healthy upstream", "no_healthy_upstream", retry_after=b"1")
             return
+        if not self.tried:
+            service.requests += 1
         self.upstream = up
         self.holding = True
         self.tried += (up,)
@@ -283,6 +294,12 @@ class Exchange:
     # -- upstream side ---------------------------------------------------------------------------
 
     def response_head(self, status: int, head: ResponseHead) -> None:
+        if 502 <= status <= 504 and self.replayable() and self.may_retry():
+            # An idempotent request answered "bad gateway / unavailable / timeout": try another
+            # upstream before telling the client, dropping this answer with its connection.
+            self.abandon_upstream(ok=False)
+            self.schedule_retry()
+            return
         self.status = status
         self.deadline = 0.0
         client = self.client
@@ -417,13 +434,33 @@ class Exchange:
     def retry_or_fail(self, status: int, type_: str, detail: str, reason: str,
                       replay_safe: bool) -> None:
         self.leave_upstream(False)
+        if replay_safe and self.may_retry():
+            self.schedule_retry()
+        else:
+            self.fail(status, type_, detail, reason)
+
+    def may_retry(self) -> bool:
+        """Attempts are left, another upstream exists, and the service's retry budget grants
+        one more (spending it)."""
         service = self.service
-        if replay_safe and len(self.tried) <= service.retry_attempts:
-            service.retries += 1
-            self.body_sent = 0
+        if len(self.tried) > service.retry_attempts or not service.has_alternative(self.tried):
+            return False
+        return service.budget.try_retry(service.requests)
+
+    def schedule_retry(self) -> None:
+        """Try again on another upstream after a jittered backoff."""
+        service = self.service
+        service.retries += 1
+        self.body_sent = 0
+        delay = backoff(service.retry_backoff, len(self.tried), service.rng)
+        if delay < 0.001:
             self.dispatch()
-            return
-        self.fail(status, type_, detail, reason)
+        else:
+            self.client.gw.loop.call_later(delay, self.retry_now)
+
+    def retry_now(self) -> None:
+        if not self.cancelled:
+            self.dispatch()
 
     # -- endings ---------------------------------------------------------------------------------
 
@@ -454,7 +491,13 @@ class Exchange:
     def cancel(self) -> None:
         """The client went away."""
         self.cancelled = True
+        self.release_slot()
         self.abandon_upstream()
+
+    def release_slot(self) -> None:
+        if self.counted:
+            self.counted = False
+            self.client.gw.active -= 1
 
     def fail(self, status: int, type_: str, detail: str, reason: str | None,
              retry_after: bytes | None = None,

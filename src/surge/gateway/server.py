@@ -44,12 +44,14 @@ class Gateway:
         self.retired: list[ServiceRuntime] = []
         self.servers: list[asyncio.Server] = []
         self.draining = False
+        self.active = 0  # requests in flight, against gateway.max_inflight
         self.access_log: AccessLog | None = None
         self.snapshot: Snapshot = None  # type: ignore[assignment]
         self.sweeper: asyncio.Task[None] | None = None
         self.registry = CollectorRegistry()
         self.registry.register(GatewayCollector(  # type: ignore[arg-type]
-            self.stats, lambda: self.snapshot.services.values(), lambda: len(self.connections)))
+            self.stats, lambda: self.snapshot.services.values(), lambda: len(self.connections),
+            lambda: self.active))
         self.rate_limiting: RateLimiting | None = None
         self.rate_limit_stats = RateLimitCollector(lambda: self.rate_limiting)
         self.registry.register(self.rate_limit_stats)  # type: ignore[arg-type]
@@ -66,6 +68,7 @@ class Gateway:
         self.client_header_timeout = g.timeouts.client_header
         self.upstream_timeout = g.timeouts.upstream
         self.idle_timeout = g.timeouts.idle
+        self.max_inflight = g.max_inflight
         self.set_rate_limiting(config)
         self.rebuild()
         self.set_access_log(g.access_log)
@@ -177,6 +180,7 @@ class Gateway:
         """Close idle pooled connections past their time; forget drained upstreams."""
         idle = self.idle_timeout
         for service in [*self.snapshot.services.values(), *self.retired]:
+            service.budget.tick(now, service.requests)
             for up in service.upstreams.values():
                 up.pool.sweep(now, idle)
             for up in service.drained():

@@ -50,10 +50,11 @@ class GatewayCollector:
     """A prometheus_client collector reading the live stats and services at scrape time."""
 
     def __init__(self, stats: GatewayStats, services: Callable[[], Iterable[Any]],
-                 connections: Callable[[], int]) -> None:
+                 connections: Callable[[], int], inflight: Callable[[], int]) -> None:
         self.stats = stats
         self.services = services
         self.connections = connections
+        self.inflight = inflight
 
     def collect(self) -> Iterator[Metric]:
         yield from self._requests()
@@ -64,6 +65,8 @@ class GatewayCollector:
         yield failed
         yield GaugeMetricFamily("surge_client_connections", "Open client connections",
                                 value=self.connections())
+        yield GaugeMetricFamily("surge_gateway_inflight", "Requests in flight in this gateway "
+                                "process (capped by gateway.max_inflight)", value=self.inflight())
         yield from self._upstreams()
 
     def _requests(self) -> Iterator[Metric]:
@@ -104,6 +107,10 @@ class GatewayCollector:
                                       labels=["service"])
         pending = GaugeMetricFamily("surge_pending_requests", "Requests waiting for an "
                                     "upstream connection", labels=["service"])
+        exhausted = CounterMetricFamily("surge_retry_budget_exhausted", "Retries refused by "
+                                        "the service's retry budget", labels=["service"])
+        panic = GaugeMetricFamily("surge_service_panic", "1 while too few upstreams are healthy "
+                                  "and traffic spreads over all of them", labels=["service"])
         for service in self.services():
             name = service.name
             for up in service.upstreams.values():
@@ -117,7 +124,10 @@ class GatewayCollector:
             refused.add_metric([name], service.outlier.refused)
             retries.add_metric([name], service.retries)
             pending.add_metric([name], service.pending)
-        yield from (healthy, ejected, inflight, pool, ejections, refused, retries, pending)
+            exhausted.add_metric([name], service.budget.exhausted)
+            panic.add_metric([name], int(service.panic))
+        yield from (healthy, ejected, inflight, pool, ejections, refused, retries, pending,
+                    exhausted, panic)
 
 
 def _bound(value: float) -> str:

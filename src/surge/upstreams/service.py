@@ -15,6 +15,7 @@ from surge.upstreams.balancers import make_balancer
 from surge.upstreams.health import HealthState
 from surge.upstreams.outlier import OutlierDetector
 from surge.upstreams.pool import Pool
+from surge.upstreams.retry import RetryBudget
 from surge.upstreams.upstream import Upstream
 
 if TYPE_CHECKING:
@@ -33,7 +34,10 @@ class ServiceRuntime:
         self.by_id: dict[str, Upstream] = {}
         self.health: dict[Upstream, HealthState] = {}
         self.pending = 0
+        self.requests = 0  # running total of first tries (the retry budget's denominator)
         self.retries = 0
+        self.panic = False
+        self.eligible: list[Upstream] = []
         self.ejections = 0
         self.health_changes = 0
         self.spec: Any = None
@@ -41,6 +45,8 @@ class ServiceRuntime:
 
     def configure(self, spec: Any) -> None:
         """Take a (new) service spec; the upstream set is reconciled by the caller."""
+        if self.spec is None or self.spec.retry.budget_percent != spec.retry.budget_percent:
+            self.budget = RetryBudget(spec.retry.budget_percent)
         if self.spec is None or self.spec.outlier != spec.outlier:
             o = spec.outlier
             self.outlier = OutlierDetector(o.consecutive_failures, o.ejection,
@@ -53,6 +59,7 @@ class ServiceRuntime:
         self.hash_kind, self.hash_arg = kind, arg
         self.sticky_cookie = spec.sticky_cookie.encode() if spec.sticky_cookie else None
         self.retry_attempts = spec.retry.attempts
+        self.retry_backoff = spec.retry.backoff
         for up in self.upstreams.values():
             up.pool.max_connections = spec.max_connections
             up.slow_start = spec.slow_start
@@ -104,7 +111,25 @@ class ServiceRuntime:
         return [u for u in self.upstreams.values() if u.draining and u.inflight == 0]
 
     def refresh(self) -> None:
-        self.balancer.update([u for u in self.upstreams.values() if u.eligible])
+        """Recompute who may get traffic, entering or leaving panic mode (Envoy's): when fewer
+        than `panic_threshold` percent of the upstreams are healthy, but some are, traffic
+        spreads over all of them rather than crushing the few healthy ones."""
+        live = [u for u in self.upstreams.values() if not u.draining]
+        healthy = sum(1 for u in live if u.healthy and not u.ejected)
+        threshold = self.spec.panic_threshold
+        panic = bool(threshold and healthy and healthy * 100 < threshold * len(live))
+        if panic != self.panic:
+            self.panic = panic
+            log.warning("service %s: %s panic mode (%d of %d upstreams healthy)", self.name,
+                        "entering" if panic else "leaving", healthy, len(live))
+        for up in live:
+            up.panic = panic
+        self.eligible = [u for u in self.upstreams.values() if u.eligible]
+        self.balancer.update(self.eligible)
+
+    def has_alternative(self, tried: tuple[Upstream, ...]) -> bool:
+        """Some eligible upstream this request has not tried yet."""
+        return any(u not in tried for u in self.eligible)
 
     # -- verdicts --------------------------------------------------------------------------------
 
@@ -179,6 +204,7 @@ class ServiceRuntime:
             "name": self.name,
             "balance": self.spec.balance,
             "pending": self.pending,
+            "panic": self.panic,
             "upstreams": [
                 {"address": u.address, "weight": u.weight, "healthy": u.healthy,
                  "ejected": u.ejected, "draining": u.draining, "inflight": u.inflight,

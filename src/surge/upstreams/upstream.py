@@ -18,7 +18,7 @@ INITIAL_EWMA = 0.001
 class Upstream:
     __slots__ = (
         "address", "host", "port", "weight", "id", "inflight", "ewma", "healthy", "ejected",
-        "draining", "added_at", "slow_start", "requests", "failures", "pool",
+        "draining", "added_at", "slow_start", "requests", "failures", "pool", "panic",
     )
 
     def __init__(
@@ -42,11 +42,12 @@ class Upstream:
         self.requests = 0
         self.failures = 0  # consecutive failed requests (passive checks)
         self.pool: Any = None  # its connection pool, set by the service
+        self.panic = False  # its service is in panic mode: health is ignored
 
     @property
     def eligible(self) -> bool:
         """May get new requests."""
-        return self.healthy and not self.ejected and not self.draining
+        return not self.draining and (self.panic or (self.healthy and not self.ejected))
 
     def weight_at(self, now: float) -> float:
         """The weight in force at `now`: ramps linearly from 10% to full over `slow_start`."""
