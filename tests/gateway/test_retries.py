@@ -17,6 +17,9 @@ from gateway.stack import eventually, metric, service, surge_yaml
 pytestmark = pytest.mark.integration
 
 
+BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy"
+
+
 class Unavailable:
     """A raw server that answers every request with a keep-alive 503 and counts them."""
 
@@ -41,7 +44,7 @@ class Unavailable:
                     if not conn.recv(65536):
                         return
                     self.requests += 1
-                    conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy")
+                    conn.sendall(BUSY)
                 except OSError:
                     return
 
