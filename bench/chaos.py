@@ -1,7 +1,7 @@
 """Chaos at a higher rate: the chaos suite's scenarios (tests/gateway/test_chaos.py) with more
 load and longer phases, plus slow clients, printed as one table.
 
-    .venv/bin/python bench/chaos.py [--rate 400] [--concurrency 12] [--duration 8]
+    .venv/bin/python bench/chaos.py [--rate 1000] [--concurrency 32] [--duration 8]
                                     [--slow-clients 500] [--only SCENARIO ...]
 
 Each scenario starts `surge up` in front of two healthy `upstream_app` replicas and one chaos
@@ -23,13 +23,14 @@ import argparse
 import asyncio
 import contextlib
 import datetime
+import multiprocessing
 import os
 import platform
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,28 +46,38 @@ BUDGET_PERCENT = 20
 
 
 class Trickler:
-    """`count` connections trickling request heads into `address` from one asyncio thread."""
+    """`count` connections trickling request heads into `address`, from a child process (so
+    they do not take the load client's interpreter)."""
 
     def __init__(self, address: str, count: int) -> None:
         self.host, _, port = address.rpartition(":")
         self.port = int(port)
         self.count = count
-        self.opened = 0
-        self.ended_by_gateway = 0
-        self.open_now = 0
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+        context = multiprocessing.get_context("fork")
+        self.opened = context.Value("i", 0, lock=False)
+        self.ended_by_gateway = context.Value("i", 0, lock=False)
+        self.open_now = context.Value("i", 0, lock=False)
+        self.stopping = context.Event()
+        self.process = context.Process(target=lambda: asyncio.run(self._main()), daemon=True)
 
     def __enter__(self) -> Trickler:
-        self.thread.start()
+        self.process.start()
         deadline = time.monotonic() + 30
-        while self.open_now < self.count and time.monotonic() < deadline:
+        while self.open_now.value < self.count and time.monotonic() < deadline:
             time.sleep(0.05)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stopping.set()
-        self.thread.join(10)
+        self.process.join(10)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+    def summary(self) -> str:
+        return (f"slow clients: {self.opened.value} connections opened, "
+                f"{self.ended_by_gateway.value} ended by the gateway, "
+                f"{self.open_now.value} open at the end")
 
     async def _main(self) -> None:
         await asyncio.gather(*(self._one() for _ in range(self.count)))
@@ -78,12 +89,12 @@ class Trickler:
             except OSError:
                 await asyncio.sleep(TRICKLE_EVERY)
                 continue
-            self.opened += 1
-            self.open_now += 1
+            self.opened.value += 1
+            self.open_now.value += 1
             try:
                 await self._trickle(reader, writer)
             finally:
-                self.open_now -= 1
+                self.open_now.value -= 1
                 writer.close()
 
     async def _trickle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -98,25 +109,24 @@ class Trickler:
                 continue
             except OSError:
                 pass
-            self.ended_by_gateway += 1  # answered (e.g. 408) or closed: start over
+            self.ended_by_gateway.value += 1  # answered (e.g. 408) or closed: start over
             return
 
 
-def slow_clients(count: int) -> contextlib.AbstractContextManager[object]:
+def slow_clients(count: int) -> Callable[[GatewayProcess], AbstractContextManager[object]]:
+    """What `run_scenario` holds open during the load: `count` trickling connections."""
     @contextlib.contextmanager
     def hold(gw: GatewayProcess) -> Iterator[Trickler]:
         with Trickler(gw.listen, count) as trickler:
             yield trickler
-            print(f"  slow clients: {trickler.opened} connections opened, "
-                  f"{trickler.ended_by_gateway} ended by the gateway, "
-                  f"{trickler.open_now} open at the end", flush=True)
-    return hold  # type: ignore[return-value]
+            print("  " + trickler.summary(), flush=True)
+    return hold
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=float, default=400, help="requests/s over all workers")
-    parser.add_argument("--concurrency", type=int, default=12)
+    parser.add_argument("--rate", type=float, default=1000, help="requests/s in all")
+    parser.add_argument("--concurrency", type=int, default=32, help="client connections")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds after the fault")
     parser.add_argument("--slow-clients", type=int, default=500)
     parser.add_argument("--only", nargs="*", choices=[*SCENARIOS, "slow-client"])

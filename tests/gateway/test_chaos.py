@@ -6,7 +6,8 @@ and every test reads its report.
 
 Asserted, as the issue requires: no non-idempotent request is ever delivered twice; the gateway
 keeps serving; retries stay under the budget; no idempotent request fails while a healthy
-upstream remains (marked xfail, with the reason, where that does not hold yet). Measured and
+upstream remains; a request that met an upstream's idle close is retried (the last two marked
+xfail, with the reason, where they do not hold yet). Measured and
 printed, not asserted: each scenario's p99 to the healthy replicas against the no-fault run's
 (the issue asks for at most 2x). See the table with
 `.venv/bin/python -m pytest tests/gateway/test_chaos.py -s`."""
@@ -22,7 +23,7 @@ from support.chaos.harness import SCENARIOS, ScenarioReport, run_scenario
 
 pytestmark = pytest.mark.integration
 
-DURATION = 2.5                # seconds of load after the fault goes on
+DURATION = 2.0                # seconds of load after the fault goes on
 BUDGET_PERCENT = 20           # the default `retry.budget_percent`
 RETRY_FLOOR = 10              # retries the budget allows however little traffic there was
 FAULTS = [s for s in SCENARIOS if s != "none"]
@@ -79,6 +80,13 @@ def test_no_idempotent_request_fails_while_a_healthy_upstream_remains(report, sc
     result = report(scenario)
     assert result.failed_by_kind["get"] == 0, result.describe()
     assert result.failed_by_kind["idem"] == 0, result.describe()
+
+
+@pytest.mark.xfail(reason="a POST without a key that lost the idle-close race on a reused "
+                   "connection answers 502 instead of being retried", strict=False)
+def test_a_request_that_lost_the_idle_keep_alive_race_is_retried_transparently(report):
+    result = report("idle-close")
+    assert sum(result.failed_by_kind.values()) == 0, result.describe()
 
 
 @pytest.mark.parametrize("scenario", FAULTS)

@@ -98,6 +98,8 @@ class ScenarioReport:
     failures: list[str] = field(default_factory=list)
     statuses: dict[str, int] = field(default_factory=dict)
     gateway_failures: dict[str, float] = field(default_factory=dict)
+    # failed non-idempotent requests no upstream received: a retry would have been safe
+    undelivered_failures: int = 0
     served_after: int = 0      # of PROBES GETs sent once the load stopped, answered 200
 
     PROBES = 10
@@ -131,7 +133,9 @@ class ScenarioReport:
     def describe(self) -> str:
         lines = [self.HEADER, self.row(), f"  sent by kind: {self.sent_by_kind}",
                  f"  statuses: {self.statuses}  gateway failures: {self.gateway_failures}  "
-                 f"probes answered after the load: {self.served_after}/{self.PROBES}"]
+                 f"probes answered after the load: {self.served_after}/{self.PROBES}",
+                 f"  failed POSTs without a key that no upstream received: "
+                 f"{self.undelivered_failures} of {self.failed_by_kind[NON_IDEMPOTENT]}"]
         lines += [f"  {failure}" for failure in self.failures]
         return "\n".join(lines)
 
@@ -145,15 +149,13 @@ def chaos_config(fleet: list[UpstreamProcess], upstream_timeout: str = DEFAULT_U
                       timeouts={"connect": "500ms", "upstream": upstream_timeout})
 
 
-def duplicated_deliveries(record_file: Path, kind: str = NON_IDEMPOTENT) -> int:
-    """Requests of `kind` that some upstream received more than once in all."""
+def deliveries(record_file: Path) -> Counter[str]:
+    """How many times the upstreams received each request id, from the shared record file."""
     counts: Counter[str] = Counter()
     if record_file.exists():
         for line in record_file.read_text().splitlines():
-            request_id = json.loads(line)["request_id"]
-            if request_id.startswith(f"{kind}-"):
-                counts[request_id] += 1
-    return sum(1 for n in counts.values() if n > 1)
+            counts[json.loads(line)["request_id"]] += 1
+    return counts
 
 
 def run_scenario(scenario: str, directory: Path, *, duration: float = 3.0, warmup: float = 0.5,
@@ -212,12 +214,16 @@ def run_scenario(scenario: str, directory: Path, *, duration: float = 3.0, warmu
 
 def _report(scenario: str, load: MixedLoad, admin_url: str, record_file: Path) -> ScenarioReport:
     failed = {reason: value for reason, value in _failed_by_reason(admin_url).items() if value}
+    received = deliveries(record_file)
+    posts = [n for request_id, n in received.items()
+             if request_id.startswith(f"{NON_IDEMPOTENT}-")]
     return ScenarioReport(
         scenario=scenario, sent=load.sent,
         sent_by_kind={kind: load.sent_of(kind) for kind in KINDS},
         failed_by_kind={kind: load.failed_of(kind) for kind in KINDS},
         retried=metric(admin_url, "surge_retries_total", service=SERVICE),
-        duplicated=duplicated_deliveries(record_file),
+        duplicated=sum(1 for n in posts if n > 1),
+        undelivered_failures=len(load.failed_ids(NON_IDEMPOTENT) - received.keys()),
         healthy_latencies=load.latencies_via(set(HEALTHY)),
         all_latencies=[s.latency for s in load.samples if s.ok],
         failures=list(load.failures), statuses={str(k): v for k, v in load.statuses.items()},

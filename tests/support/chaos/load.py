@@ -31,8 +31,19 @@ NON_IDEMPOTENT = "post"
 
 
 @dataclass(frozen=True)
+class PlannedRequest:
+    kind: str              # one of KINDS
+    request_id: str        # `<kind>-<number>`, sent as X-Request-ID
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
 class Sample:
     kind: str
+    request_id: str
     ok: bool
     latency: float
     upstream: str | None   # X-Upstream-Name of the answer, None for the gateway's own
@@ -63,8 +74,7 @@ class MixedLoad(LoadLoop):
         """Latencies of the successful answers that came from `upstreams`."""
         return [s.latency for s in self.samples if s.ok and s.upstream in upstreams]
 
-    def next_request(self) -> tuple[str, str, str, dict[str, str], bytes]:
-        """(kind, method, path, headers, body) of the next request in the mix."""
+    def next_request(self) -> PlannedRequest:
         number = next(self._numbers)  # itertools.count is atomic under the GIL
         kind = KINDS[number % len(KINDS)]
         request_id = f"{kind}-{number}"
@@ -72,13 +82,17 @@ class MixedLoad(LoadLoop):
         if kind == "idem":
             headers["Idempotency-Key"] = request_id
         if kind == "get":
-            return kind, "GET", "/name", headers, b""
-        return kind, "POST", "/record", headers, request_id.encode()
+            return PlannedRequest(kind, request_id, "GET", "/name", headers, b"")
+        return PlannedRequest(kind, request_id, "POST", "/record", headers, request_id.encode())
 
-    def tally(self, kind: str, outcome: int | str, upstream: str | None, failure: str | None,
-              latency: float) -> None:
+    def failed_ids(self, kind: str) -> set[str]:
+        return {s.request_id for s in self.samples if s.kind == kind and not s.ok}
+
+    def tally(self, planned: PlannedRequest, outcome: int | str, upstream: str | None,
+              failure: str | None, latency: float) -> None:
+        sample = Sample(planned.kind, planned.request_id, failure is None, latency, upstream)
         with self._lock:
-            self.samples.append(Sample(kind, failure is None, latency, upstream))
+            self.samples.append(sample)
             self._sent += 1
             self.statuses[outcome] += 1
             if failure is not None:
@@ -88,12 +102,13 @@ class MixedLoad(LoadLoop):
                     self.failures.append(f"at {at:.3f}s: {failure}")
 
     def _one(self, client: httpx.Client) -> None:
-        kind, method, path, headers, body = self.next_request()
+        planned = self.next_request()
+        kind = planned.kind
         upstream, failure = None, None
         started = time.perf_counter()
         try:
-            response = client.request(method, f"{self.url}{path}", headers=headers,
-                                      content=body)
+            response = client.request(planned.method, f"{self.url}{planned.path}",
+                                      headers=planned.headers, content=planned.body)
             outcome: int | str = response.status_code
             upstream = response.headers.get("x-upstream-name")
             if not 200 <= response.status_code < 300:
@@ -101,7 +116,7 @@ class MixedLoad(LoadLoop):
         except httpx.HTTPError as exc:
             outcome = type(exc).__name__
             failure = f"{kind} {type(exc).__name__}: {exc}"
-        self.tally(kind, outcome, upstream, failure, time.perf_counter() - started)
+        self.tally(planned, outcome, upstream, failure, time.perf_counter() - started)
 
 
 def _detail(body: bytes) -> str:
@@ -157,10 +172,12 @@ class AsyncMixedLoad(MixedLoad):
             conn.close()
 
     async def _send(self, conn: NamedConnection, host: str) -> None:
-        kind, method, path, headers, body = self.next_request()
-        lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}",
-                 *(f"{name}: {value}" for name, value in headers.items())]
-        conn.head = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+        planned = self.next_request()
+        kind = planned.kind
+        lines = [f"{planned.method} {planned.path} HTTP/1.1", f"Host: {host}",
+                 f"Content-Length: {len(planned.body)}",
+                 *(f"{name}: {value}" for name, value in planned.headers.items())]
+        conn.head = ("\r\n".join(lines) + "\r\n\r\n").encode() + planned.body
         conn.upstream = None
         failure = None
         started = time.perf_counter()
@@ -173,4 +190,4 @@ class AsyncMixedLoad(MixedLoad):
             conn.close()
             outcome = type(exc).__name__
             failure = f"{kind} {outcome}: {exc}"
-        self.tally(kind, outcome, conn.upstream, failure, time.perf_counter() - started)
+        self.tally(planned, outcome, conn.upstream, failure, time.perf_counter() - started)
