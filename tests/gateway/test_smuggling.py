@@ -150,6 +150,24 @@ def test_a_smuggling_vector_is_refused_counted_and_its_connection_closed(gw, vec
     assert httpx.get(f"{gw.url}/name", timeout=5).text == "good"
 
 
+@pytest.mark.parametrize("ahead, refused", [
+    (request("GET", "/slow?ms=300"), b"GARBAGE\r\n\r\n"),
+    (request("GET", "/bytes/2000000"), POST + b"Content-Length: 1\r\nContent-Length: 2\r\n\r\n"),
+    (request("GET", "/slow?ms=300"), CHUNKED + b"5\r\nhelloX0\r\n\r\n"),
+], ids=["garbage-behind-a-slow-answer", "two-lengths-behind-a-streaming-answer",
+        "bad-chunk-behind-a-slow-answer"])
+def test_a_refused_request_behind_a_pipelined_one_is_answered_after_it(gw, ahead, refused):
+    # Answered at once, the refusal would be read as the answer to the request ahead of it.
+    with Wire(gw.listen) as wire:
+        wire.send(ahead + refused + HIDDEN)
+        first = wire.answer()
+        assert first.status == 200 and first.body
+        second = wire.answer()
+        assert_problem(second.status, second.header("content-type"), second.body, 400)
+        assert wire.closed_by_peer(within=3.0)
+        assert wire.buffer == b""
+
+
 @pytest.mark.parametrize("spelling", [b"chunked", b"CHUNKED", b" \tchunked", b"chunked "])
 def test_chunked_with_optional_whitespace_or_any_case_is_reframed_for_the_upstream(gw, spelling):
     # RFC 9110 allows whitespace around a field value and any case in a coding name. The body is
