@@ -53,7 +53,7 @@ def stack(directory: Path, max_replicas: int) -> tuple[Path, str, str]:
         "gateway": {"listen": listen, "admin": admin, "access_log": "off"},
         "services": {"app": {
             "process": {"command": f"{sys.executable} {APP} --port {{port}}", "replicas": 1},
-            "health": {"path": "/healthz", "interval": "500ms", "timeout": "500ms", "rise": 1},
+            "health": {"path": "/healthz", "interval": "1s", "timeout": "1s", "rise": 1},
             "scaling": {"min": 1, "max": max_replicas,
                         "target": {"cpu_percent": 70, "p95_latency": "250ms"}},
         }},
@@ -110,10 +110,15 @@ def main() -> None:
             started = time.time()
             result = uvloop.run(run.run())
             events = scaling(admin)["events"]
+            with urllib.request.urlopen(f"http://{admin}/metrics", timeout=2) as answer:
+                refusals = [line for line in answer.read().decode().splitlines()
+                            if line.startswith("surge_requests_failed_total")]
         finally:
             os.killpg(gateway.pid, signal.SIGTERM)
             gateway.wait(30)
     report(args, capacity, started, seconds, events, result)
+    if refusals:
+        print("gateway refusals: " + "; ".join(refusals))
 
 
 def report(args: argparse.Namespace, capacity: float, started: float, seconds: list[Second],
@@ -143,6 +148,16 @@ def report(args: argparse.Namespace, capacity: float, started: float, seconds: l
     print(f"decision {decision}s after the step; p95 back under target after {back_text}s; "
           f"peak {peak} replicas; {len(steady)} scaling events in the steady phase; "
           f"{result.failed} failed of {result.sent} requests")
+    if result.failed:
+        kinds = ", ".join(f"{kind}: {count}" for kind, count in result.errors.most_common())
+        when = " ".join(f"{s.at - args.before:.0f}s:{sum(s.errors.values())}"
+                        for s in seconds if s.errors)
+        print(f"failures by kind: {kinds}; by second after the step: {when}")
+    others = [e for e in events if e["kind"] not in ("scale_up", "scale_down", "started",
+                                                       "ready")]
+    if others:
+        print("replica events: " + "; ".join(f"{e['at'] - step:.0f}s {e['message']}"
+                                             for e in others))
     print("events (s after step: from->to): " + " ".join(
         f"{e['at'] - step:.0f}:{e['replicas_from']}->{e['replicas_to']}" for e in scale))
     print("p95 per second after the step (ms): " + " ".join(
