@@ -61,12 +61,17 @@ async def hammer(urls: list[str], key: str) -> list[int]:
     return [status for statuses in results for status in statuses]
 
 
-def clear_of_window_boundary(url: str, window: float, needed: float) -> None:
-    """Sleep into the next aligned window (Redis time) unless `needed` seconds remain."""
-    seconds, micros = redis.Redis.from_url(url).time()
-    into = (seconds - EPOCH + micros / 1e6) % window
-    if window - into < needed:
-        time.sleep(window - into + 0.1)
+def redis_seconds(url: str) -> float:
+    """Redis' clock, counted from the epoch the store's windows are aligned on."""
+    client = redis.Redis.from_url(url)
+    seconds, micros = client.time()
+    client.close()
+    return seconds - EPOCH + micros / 1e6
+
+
+def allowed(gateways: list[GatewayProcess]) -> float:
+    return sum(metric(g.admin_url, "surge_ratelimit_decisions_total", plan="hundred",
+                      outcome="allowed") for g in gateways)
 
 
 @pytest.mark.parametrize(("algorithm", "rate"), [("fixed_window", "100/10s"),
@@ -74,7 +79,8 @@ def clear_of_window_boundary(url: str, window: float, needed: float) -> None:
 def test_eight_gateways_on_one_redis_admit_exactly_the_limit(redis_url, upstreams, tmp_path,
                                                              algorithm, rate):
     # GCRA refills continuously (100/10s gives one more every 100 ms of the run), so it is
-    # checked at 100/hour; the fixed window at 100/10s, inside one aligned window.
+    # checked at 100/hour; the fixed window at 100/10s, inside one aligned 10 s window (a run
+    # that a loaded machine stretches across a boundary is run again in the next window).
     fleet = upstreams(2)
     text = shared_yaml(fleet, redis_url, algorithm=algorithm, plans={"anonymous": ["1/minute"],
                                                                      "hundred": [rate]})
@@ -84,17 +90,22 @@ def test_eight_gateways_on_one_redis_admit_exactly_the_limit(redis_url, upstream
     gateways = start_gateways([text] + [with_changes(text, _new_ports)
                                         for _ in range(GATEWAYS - 1)], tmp_path)
     try:
-        if algorithm == "fixed_window":
-            clear_of_window_boundary(redis_url, 10.0, 6.0)
-        statuses = asyncio.run(hammer([g.url for g in gateways], raw))
-        allowed = sum(metric(g.admin_url, "surge_ratelimit_decisions_total", plan="hundred",
-                             outcome="allowed") for g in gateways)
+        for _attempt in range(3):
+            window = redis_seconds(redis_url) // 10
+            if algorithm == "fixed_window" and redis_seconds(redis_url) % 10 > 4:
+                time.sleep(10.1 - redis_seconds(redis_url) % 10)  # start as a window opens
+                window += 1
+            before = allowed(gateways)
+            statuses = asyncio.run(hammer([g.url for g in gateways], raw))
+            admitted = allowed(gateways) - before
+            if algorithm != "fixed_window" or redis_seconds(redis_url) // 10 == window:
+                break
     finally:
         for process in gateways:
             process.terminate()
     assert len(statuses) == CLIENTS * REQUESTS
     assert (statuses.count(200), statuses.count(429)) == (100, len(statuses) - 100)
-    assert allowed == 100
+    assert admitted == 100
 
 
 @pytest.mark.parametrize("on_store_error", ["allow", "deny"])
