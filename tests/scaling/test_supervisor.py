@@ -40,7 +40,7 @@ def test_replicas_start_on_their_own_ports_join_when_healthy_serve_and_stop_with
     eventually(lambda: metric(gw.admin_url, "surge_replica_rss_bytes", service="app") > 0, 5,
                "the replicas' memory sampled")
     pids = [p["pid"] for p in replicas]
-    assert gw.terminate() == 0
+    assert gw.terminate(timeout=15) == 0
     assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"
                    for pid in pids)
 
