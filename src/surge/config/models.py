@@ -51,6 +51,10 @@ class Timeouts(SurgeModel):
     """Receiving a whole request head (slow-client guard)."""
     upstream: Duration = Field(default=30.0, gt=0)
     """Waiting for an upstream's response head."""
+    client_body: Duration = Field(default=30.0, gt=0)
+    """Longest pause while a client sends its request body (slow-body guard); answered 408."""
+    upstream_body: Duration = Field(default=30.0, gt=0)
+    """Longest pause in an upstream's response body; the response is cut off."""
     idle: Duration = Field(default=75.0, gt=0)
     """Keep-alive idle time, client and upstream side."""
 
@@ -159,6 +163,9 @@ class Route(SurgeModel):
     """Remove the prefix from the path sent upstream."""
     rate_limit: RouteRateLimitChoice = False
     """`true`, `false`, `{plan: NAME}` or `{cost: N}`."""
+    timeout: Duration | None = None
+    """Total deadline for a request on this route, retries included, e.g. `10s`; past it the
+    gateway answers 504 (or cuts off a response under way)."""
 
     @field_validator("prefix")
     @classmethod

@@ -288,6 +288,7 @@ class ClientConnection(asyncio.Protocol):
         if self.current is not ex:
             return
         self.current = None
+        ex.release_slot()
         if not ex.keep_alive or self.gw.draining or self.closed:
             self.close()
             return

@@ -78,6 +78,9 @@ class Exchange:
     tunnel = False
     holding = False
     counted = False  # holds one of the gateway's max_inflight slots
+    total_deadline = 0.0  # the route's `timeout`, as a loop time
+    progress = -1         # body bytes seen at the sweeper's last look
+    still_since = 0.0     # when the sweeper last saw body bytes move
     extra_headers = b""  # response header lines added by policies, each ending in CRLF
 
     def __init__(self, client: ClientConnection, started: float) -> None:
@@ -113,6 +116,8 @@ class Exchange:
             self.fail(404, "no-route", f"no route for {path.decode('latin-1')}", "no_route")
             return
         self.route = route = found.source
+        if route.timeout:
+            self.total_deadline = self.started + route.timeout
         if self.length > gw.max_body_bytes:
             self.fail(413, "body-too-large",
                       f"request body of {self.length} bytes is over the limit of "
@@ -388,6 +393,10 @@ class Exchange:
                 self.leave_upstream(False)
                 self.client.abort()  # truncated: the client must see it broke
             return
+        # Only idempotent requests are replayed: a clean close before any answer looks the same
+        # whether the upstream closed an idle connection just as this request arrived, or read
+        # the request and then died (kill -9 closes with a FIN too), and a non-idempotent
+        # request must never be delivered twice.
         self.retry_or_fail(502, "bad-gateway", "upstream closed the connection before answering",
                            "upstream_reset", replay_safe=self.replayable())
 
@@ -402,8 +411,8 @@ class Exchange:
         self.conn = None
         if conn is not None:
             conn.exchange = None
-        self.leave_upstream(False)
-        self.fail(502, "bad-gateway", detail, "upstream_garbage")
+        self.retry_or_fail(502, "bad-gateway", detail, "upstream_garbage",
+                           replay_safe=self.replayable())
 
     def connect_failed(self, exc: BaseException) -> None:
         if self.cancelled:
@@ -425,8 +434,62 @@ class Exchange:
         """No response head within the upstream timeout."""
         self.deadline = 0.0
         self.abandon_upstream(ok=False)
-        self.fail(504, "upstream-timeout", "upstream did not answer within "
-                  f"{self.client.gw.upstream_timeout:g}s", "upstream_timeout")
+        self.retry_or_fail(504, "upstream-timeout", "upstream did not answer within "
+                           f"{self.client.gw.upstream_timeout:g}s", "upstream_timeout",
+                           replay_safe=self.replayable())
+
+    def check_progress(self, now: float) -> None:
+        """Called by the sweeper: cut off a body that stopped moving (client or upstream side)
+        and a request past its route's total deadline. Costs the data path nothing."""
+        if self.total_deadline and now >= self.total_deadline:
+            self.past_deadline()
+            return
+        client = self.client
+        if self.tunnel or client.paused or client.write_paused:
+            self.still_since = 0.0  # waiting on our side, not theirs
+            return
+        if not self.req_done:
+            moved, limit = self.received, client.gw.client_body_timeout
+        elif self.status:
+            moved, limit = self.sent_bytes, client.gw.upstream_body_timeout
+        else:
+            return  # waiting for a response head: the upstream timeout covers it
+        if moved != self.progress or not self.still_since:
+            self.progress = moved
+            self.still_since = now
+        elif now - self.still_since >= limit:
+            self.body_stalled(limit)
+
+    def body_stalled(self, limit: float) -> None:
+        client = self.client
+        if not self.req_done:  # the client stopped sending its body
+            if self.status:
+                client.gw.stats.failed["client_body_timeout"] += 1
+                self.abandon_upstream()
+                client.abort()
+                return
+            self.keep_alive = False
+            self.abandon_upstream()
+            self.fail(408, "client-body-timeout", "request body stalled for "
+                      f"{limit:g}s", "client_body_timeout")
+        else:  # the upstream stopped sending its response body
+            client.gw.stats.failed["upstream_body_timeout"] += 1
+            self.abandon_upstream(ok=False)
+            client.abort()
+
+    def past_deadline(self) -> None:
+        self.total_deadline = 0.0
+        self.deadline = 0.0
+        timeout = self.route.timeout
+        if self.status:
+            self.client.gw.stats.failed["route_deadline"] += 1
+            self.abandon_upstream(ok=False)
+            self.client.abort()
+            return
+        self.abandon_upstream(ok=False)
+        self.cancelled = True  # a retry or a pool waiter must not pick it up again
+        self.fail(504, "route-deadline", f"no answer within the route's timeout of {timeout:g}s",
+                  "route_deadline")
 
     def replayable(self) -> bool:
         return self.replayable_body and (self.method in IDEMPOTENT or self.idempotency_key)
@@ -515,8 +578,8 @@ class Exchange:
             extra.append((b"Retry-After", retry_after))
         if headers:
             extra += headers
-        if not self.req_done and (self.length < 0 or self.length - self.received > REPLAY_BUFFER):
-            self.keep_alive = False  # too much unread body to skip: close instead
+        if not self.req_done and (self.chunked or self.length - self.received > REPLAY_BUFFER):
+            self.keep_alive = False  # too much (or an unknown amount of) unread body: close
         body = problem_document(status, type_, detail=detail,
                                 request_id=(self.request_id or b"-").decode())
         response = problem_response(status, body, extra, close=not self.keep_alive)

@@ -67,6 +67,8 @@ class Gateway:
         self.max_body_bytes = g.max_body_bytes
         self.client_header_timeout = g.timeouts.client_header
         self.upstream_timeout = g.timeouts.upstream
+        self.client_body_timeout = g.timeouts.client_body
+        self.upstream_body_timeout = g.timeouts.upstream_body
         self.idle_timeout = g.timeouts.idle
         self.max_inflight = g.max_inflight
         self.set_rate_limiting(config)
@@ -165,16 +167,28 @@ class Gateway:
             await asyncio.sleep(SWEEP_INTERVAL)
             now = self.now()
             for conn in list(self.connections):
-                if conn.deadline_kind and conn.deadline <= now:
-                    conn.deadline_passed()
-                ex = conn.current
-                if ex is not None and ex.deadline and ex.deadline <= now:
-                    ex.timeout()
+                try:
+                    self.enforce(conn, now)
+                except Exception:  # one connection's bug must not stop every deadline
+                    log.exception("deadline handling failed; closing that connection")
+                    conn.abort()
             if self.access_log is not None:
                 self.access_log.flush()
             tick += 1
             if tick % MAINTENANCE_EVERY == 0:
                 self.maintain(now)
+
+    @staticmethod
+    def enforce(conn: ClientConnection, now: float) -> None:
+        if conn.deadline_kind and conn.deadline <= now:
+            conn.deadline_passed()
+        ex = conn.current
+        if ex is None:
+            return
+        if ex.deadline and ex.deadline <= now:
+            ex.timeout()
+        else:
+            ex.check_progress(now)
 
     def maintain(self, now: float) -> None:
         """Close idle pooled connections past their time; forget drained upstreams."""

@@ -25,7 +25,7 @@ class RouteRuntime:
     """A configured route plus what the gateway keeps per route (its counters)."""
 
     __slots__ = ("spec", "prefix", "host", "methods", "headers", "service", "strip_prefix",
-                 "label", "stats", "policies")
+                 "label", "stats", "policies", "timeout")
 
     def __init__(self, spec: Any, stats: GatewayStats,
                  policies: tuple[RoutePolicy, ...] = ()) -> None:
@@ -39,6 +39,7 @@ class RouteRuntime:
         self.label = (spec.host or "") + spec.prefix
         self.stats: RouteStats = stats.route(self.label, spec.service)
         self.policies = policies
+        self.timeout = spec.timeout
 
     def strip(self, path: str) -> str:
         return strip(path, self)  # type: ignore[arg-type]

@@ -2,7 +2,9 @@
 each event to the exchange it currently serves. Knows nothing of clients; the exchange does.
 
 An idle connection closed by the upstream is noticed here (`connection_lost`) and leaves its
-pool at once, so it is never handed to a request."""
+pool at once, so it is never handed to a request. One that sends more than the answer asked
+for (bytes after a complete response) is closed, never reused: what follows would be taken
+for the answer to the next request on it."""
 
 from __future__ import annotations
 
@@ -18,10 +20,14 @@ if TYPE_CHECKING:
     from surge.upstreams.pool import Pool
 
 
+class ExtraResponse(Exception):
+    """Raised from a parser callback: a message begins after the response that ended."""
+
+
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "pool", "transport", "parser", "exchange", "closed", "idle_since", "pending", "head",
-        "tunnel", "write_paused", "has_response",
+        "tunnel", "write_paused", "has_response", "ended",
     )
 
     def __init__(self, pool: Pool) -> None:
@@ -36,6 +42,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.tunnel: asyncio.Transport | None = None
         self.write_paused = False
         self.has_response = False
+        # Set (to the upstream's keep-alive) when a response ends within a read; the exchange
+        # hears of it after the whole read is parsed, so nothing after it goes unnoticed.
+        self.ended: bool | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -63,9 +72,12 @@ class UpstreamConnection(asyncio.Protocol):
             if self.exchange is not None:
                 self.exchange.upstream_upgraded(data[upgrade.args[0]:])
         except httptools.HttpParserError as exc:
-            if self.exchange is not None:
+            if self.ended is None and self.exchange is not None:
                 self.exchange.upstream_broken(f"invalid response from upstream: {exc}")
             self.close()
+        ended, self.ended = self.ended, None
+        if ended is not None and self.exchange is not None:
+            self.exchange.response_end(self, ended and not self.closed)
         if client.out is out:
             client.out = None
             if out:
@@ -94,6 +106,10 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- httptools callbacks ---------------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if self.ended is not None:
+            raise ExtraResponse
+
     def on_headers_complete(self) -> None:
         raw = self.pending
         end = raw.find(b"\r\n\r\n")
@@ -112,7 +128,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         if self.head is not None and self.exchange is not None:
-            self.exchange.response_end(self, self.parser.should_keep_alive())
+            self.ended = self.parser.should_keep_alive()
 
     # -- used by the pool and the exchange -------------------------------------------------------
 
