@@ -82,15 +82,15 @@ services:
   api: {upstreams: ['127.0.0.1:1'], health: {interval: never}}
 routes:
   - {prefix: /, service: apii}
-jobs: {broker: 'memory://'}
+rate_limits: {default_plan: gold}
 """
     assert problems(text) == [
         "gateway.listen[0]: expected host:port, e.g. '127.0.0.1:8000', got 'nowhere'",
         "gateway.workers: Input should be greater than or equal to 1",
         "services.api.health.interval: expected a duration like '250ms', '2s', '5m' or '1h', "
         "got 'never'",
+        "rate_limits.default_plan: unknown plan 'gold' (defined: anonymous)",
         "routes[0].service: unknown service 'apii' (did you mean 'api'?)",
-        "jobs: not supported yet (the job workers are not wired in); remove the section",
     ]
 
 

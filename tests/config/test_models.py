@@ -22,7 +22,8 @@ def test_an_empty_file_is_a_gateway_with_the_documented_defaults():
     assert config.gateway.workers == 1
     assert config.gateway.access_log == "stdout"
     assert config.gateway.timeouts.model_dump() == {
-        "connect": 2.0, "client_header": 10.0, "upstream": 30.0, "idle": 75.0,
+        "connect": 2.0, "client_header": 10.0, "upstream": 30.0, "client_body": 30.0,
+        "upstream_body": 30.0, "idle": 75.0,
     }
     assert (config.gateway.max_header_bytes, config.gateway.max_body_bytes) == (16384, 10485760)
     assert config.gateway.drain == 30.0

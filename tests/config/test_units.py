@@ -79,5 +79,6 @@ def test_sizes_and_durations_in_the_gateway_are_parsed():
     assert gateway.max_header_bytes == 8192
     assert (gateway.max_body_bytes, gateway.drain) == (1024**2, 60.0)
     assert gateway.timeouts.model_dump() == {
-        "connect": 0.25, "client_header": 5.0, "upstream": 60.0, "idle": 7200.0,
+        "connect": 0.25, "client_header": 5.0, "upstream": 60.0, "client_body": 30.0,
+        "upstream_body": 30.0, "idle": 7200.0,
     }
