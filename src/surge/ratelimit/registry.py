@@ -49,8 +49,10 @@ class KeyRegistry:
         return True
 
     def start(self) -> KeyRegistry:
-        """Load now, then keep refreshing in a daemon thread until `stop()`."""
-        self.refresh()
+        """Load now, then keep refreshing in a daemon thread until `stop()`. A store that is
+        down at start is reported and retried by the thread: the gateway still starts, and
+        keys work as soon as the store answers (until then every key is unknown: 401)."""
+        self._poll()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="surge-key-registry", daemon=True)
         self._thread.start()
@@ -64,10 +66,13 @@ class KeyRegistry:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            try:
-                self.refresh()
-            except Exception as exc:  # a store blip must not kill the refresher
-                self.refresh_errors += 1
-                if self.refresh_errors == 1 or self.refresh_errors % 100 == 0:
-                    log.warning("key registry refresh failed (%d so far): %s",
-                                self.refresh_errors, exc)
+            self._poll()
+
+    def _poll(self) -> None:
+        try:
+            self.refresh()
+        except Exception as exc:  # a store blip must not kill the refresher
+            self.refresh_errors += 1
+            if self.refresh_errors == 1 or self.refresh_errors % 100 == 0:
+                log.warning("key registry refresh failed (%d so far): %s",
+                            self.refresh_errors, exc)
