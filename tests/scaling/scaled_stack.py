@@ -17,9 +17,10 @@ APP_COMMAND = f"{sys.executable} {QUICKSTART_APP} --port {{port}}"
 
 def scaled_yaml(command: str = APP_COMMAND, replicas: int = 2, *,
                 scaling: dict[str, Any] | None = None, health: bool = True,
-                **gateway: Any) -> str:
+                balance: str = "p2c", **gateway: Any) -> str:
     """A gateway with one service `app` run by the supervisor, routed at `/`."""
-    service: dict[str, Any] = {"process": {"command": command, "replicas": replicas}}
+    service: dict[str, Any] = {"process": {"command": command, "replicas": replicas},
+                               "balance": balance}
     if health:
         # A replica busy with CPU-bound requests answers its checks late: tolerate that, or
         # a saturated replica looks dead exactly when it is needed most.
