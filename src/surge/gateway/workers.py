@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from surge.admin.client import call, raise_for_problem
 from surge.admin.server import AdminServer
 from surge.config import Config
+from surge.gateway.ratelimit import RateLimiting, in_use, register_routes
 from surge.gateway.readiness import wait_for_port
 
 log = logging.getLogger("surge.workers")
@@ -184,9 +185,13 @@ async def serve_master(config: Config, path: Path) -> int:
         await loop.run_in_executor(None, wait_for_port, "127.0.0.1", worker.admin_port, 15.0)
         await master.poll(worker)
     admin = None
+    # Keys live in the shared state store, so the master serves them too; a key's counts are
+    # the workers' own with `state: local`, and shared with Redis.
+    limiting = RateLimiting(config, master.path.parent) if in_use(config) else None
     if config.gateway.admin:
         host, _, port = config.gateway.admin.rpartition(":")
         admin = AdminServer(master, host.strip("[]"), int(port))
+        register_routes(admin.router, lambda: limiting)
         await admin.start()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -204,5 +209,7 @@ async def serve_master(config: Config, path: Path) -> int:
     master.signal_all(signal.SIGKILL)
     if admin is not None:
         await admin.close()
+    if limiting is not None:
+        await limiting.close()
     return 0
 
