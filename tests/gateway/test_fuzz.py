@@ -1,8 +1,8 @@
 """Fuzzing the edge: hypothesis throws random bytes and mutated valid requests (bytes inserted,
 dropped, replaced, repeated; framing tokens spliced in; cut short) at one running gateway, each
 on a fresh real socket. Every connection is answered with an HTTP/1.1 status line or closed
-within a bound; the gateway never answers with an internal error, never dies, and serves a
-normal request at the end."""
+within a bound; the gateway never answers with an internal error nor forwards what the
+upstream's parser refuses, never dies, and serves a normal request at the end."""
 
 from __future__ import annotations
 
@@ -105,10 +105,9 @@ def test_random_and_mutated_requests_are_answered_or_closed_and_never_crash_it(g
     if first:
         assert first.startswith(b"HTTP/1.1 "[:len(first)]), first[:80]
         assert not first.startswith(b"HTTP/1.1 500 "), first[:300]
-        if first.startswith(b"HTTP/1.1 400 "):
-            # The gateway's own refusal. A 400 from the upstream would mean the gateway
-            # forwarded what the upstream's parser refuses: two parsers disagreeing.
-            assert b"application/problem+json" in first, first[:300]
+        # The upstream (uvicorn) says this when its parser refuses a request: the gateway
+        # forwarded what another parser reads differently.
+        assert b"Invalid HTTP request received" not in first, first[:300]
     assert gw.running, gw.logs()
 
 

@@ -1,7 +1,9 @@
 """The hardened edge: request-smuggling and desync vectors, each a real byte string sent on a
 real socket, are refused with a problem+json answer, counted under their reason, the connection
-closed with nothing answered after the refusal, and the gateway serves the next client. On the
-upstream side, a response that splits or frames ambiguously is a 502, never forwarded."""
+closed with nothing answered after the refusal (unless the request was read whole and framed
+without doubt), and the gateway serves the next client. On the upstream side, a response that
+splits or frames ambiguously is a 502, never forwarded, and a connection that answered more
+than it was asked is never reused."""
 
 from __future__ import annotations
 
@@ -31,6 +33,9 @@ class Vector:
     data: bytes
     status: int = 400
     reason: str = "bad_request"
+    # False for a request refused after it was read whole and framed without doubt: the
+    # connection may then serve the next request.
+    closes: bool = True
 
 
 VECTORS = [
@@ -101,7 +106,7 @@ VECTORS = [
            reason="invalid_host"),
     # Targets, methods and versions the gateway does not serve.
     Vector("absolute-form-target", b"GET http://evil/name HTTP/1.1\r\nHost: t\r\n\r\n",
-           reason="invalid_target"),
+           reason="invalid_target", closes=False),
     Vector("connect", b"CONNECT evil:443 HTTP/1.1\r\nHost: evil:443\r\n\r\n",
            501, "method_not_implemented"),
     Vector("lower-case-method", b"get /name HTTP/1.1\r\nHost: t\r\n\r\n"),
@@ -143,9 +148,13 @@ def test_a_smuggling_vector_is_refused_counted_and_its_connection_closed(gw, vec
         wire.send(vector.data)
         answer = wire.answer()
         assert_problem(answer.status, answer.header("content-type"), answer.body, vector.status)
-        assert answer.header("connection") == "close"
-        assert wire.closed_by_peer(within=3.0)
-        assert wire.buffer == b"", "something was answered after the refusal"
+        if vector.closes:
+            assert answer.header("connection") == "close"
+            assert wire.closed_by_peer(within=3.0)
+            assert wire.buffer == b"", "something was answered after the refusal"
+        else:
+            wire.send(request("GET", "/name"))
+            assert wire.answer().body == b"good"
     assert failed_count(gw.admin_url, vector.reason) == before + 1
     assert httpx.get(f"{gw.url}/name", timeout=5).text == "good"
 
@@ -207,37 +216,46 @@ RESPONSES = {
     "four-digit-status": b"HTTP/1.1 2000 OK\r\nContent-Length: 2\r\n\r\nok",
     "garbage": b"garbage\r\n\r\n",
 }
+FRESH = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Fresh: 1\r\n\r\nfresh"
+# A response followed, in the same write, by a second one nobody asked for.
+TWO_ANSWERS = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" \
+              b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nX-Stale: 1\r\n\r\nevil"
 
 
 class ScriptedUpstream:
-    """A raw server: reads one request and answers the bytes RESPONSES holds for its path
-    (`/<key>`), then closes."""
+    """A raw keep-alive server: answers each request with the bytes RESPONSES holds for its
+    path (`/<key>`), or `fresh` with a Content-Length, until the gateway closes."""
 
     def __init__(self) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
-        self.thread = threading.Thread(target=self.serve, daemon=True)
-        self.thread.start()
+        threading.Thread(target=self.accept, daemon=True).start()
 
-    def serve(self) -> None:
+    def accept(self) -> None:
         while True:
             try:
                 conn, _ = self.listener.accept()
             except OSError:
                 return  # closed: the module is over
-            with conn:
-                conn.settimeout(2.0)
-                try:
-                    head = conn.recv(65536)
-                    path = head.split(b" ", 2)[1].decode().lstrip("/")
-                    conn.sendall(RESPONSES.get(path, b"HTTP/1.1 404 Not Found\r\n\r\n"))
-                except (OSError, IndexError):
-                    pass
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    def serve(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5.0)
+            pending = b""
+            try:
+                while data := conn.recv(65536):
+                    pending += data
+                    while b"\r\n\r\n" in pending:   # bodiless requests only
+                        head, _, pending = pending.partition(b"\r\n\r\n")
+                        path = head.split(b" ", 2)[1].decode().lstrip("/")
+                        conn.sendall(RESPONSES.get(path, FRESH))
+            except (OSError, IndexError):
+                pass
 
     def close(self) -> None:
         self.listener.shutdown(socket.SHUT_RDWR)   # wakes the blocked accept()
         self.listener.close()
-        self.thread.join(2.0)
 
 
 @pytest.fixture(scope="module")
@@ -257,3 +275,19 @@ def test_an_upstream_response_that_splits_or_frames_ambiguously_is_a_502(gw, key
     assert answer.header("set-cookie") is None
     assert failed_count(gw.admin_url, "upstream_garbage") == before + 1
     assert httpx.get(f"{gw.url}/name", timeout=5).text == "good"
+
+
+def test_an_upstream_connection_that_answered_twice_to_one_request_is_not_reused(gw, scripted):
+    # Reused, it would hand the unasked-for answer (or a head spliced from it) to a later
+    # request, perhaps another client's.
+    RESPONSES["two-answers"] = TWO_ANSWERS
+    try:
+        with httpx.Client(base_url=gw.url, timeout=5) as client:
+            assert client.get("/scripted/two-answers").text == "ok"
+            for _ in range(3):
+                answer = client.get("/scripted/fresh")
+                assert (answer.status_code, answer.text) == (200, "fresh")
+                assert answer.headers.get("x-fresh") == "1"
+                assert "x-stale" not in answer.headers
+    finally:
+        del RESPONSES["two-answers"]
