@@ -191,3 +191,12 @@ async def test_head_answers_the_get_headers_without_a_body(client: httpx.AsyncCl
     assert head.status_code == 200
     assert head.content == b""
     assert head.headers["content-length"] == get.headers["content-length"]
+
+
+async def test_curls_default_form_type_is_read_as_json_when_it_parses(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post(
+        "/api/services/api/upstreams", content=b'{"address": "127.0.0.1:8105"}',
+        headers={"content-type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 201

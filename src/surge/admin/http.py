@@ -51,17 +51,19 @@ class Request:
     keep_alive: bool = True
 
     def json(self) -> Any:
-        """The body as JSON; ClientError (400) when it is not JSON or does not parse."""
+        """The body as JSON; ClientError (400) when it is not JSON or does not parse. A body
+        sent without a type, or as curl's default form type, is read as JSON if it parses:
+        `curl -d '{"address": ...}'` just works."""
         content_type = self.headers.get("content-type", "")
         media = content_type.partition(";")[0].strip().lower()
-        if media != "application/json" and not media.endswith("+json"):
-            raise ClientError(
-                f"expected Content-Type: application/json, got {content_type or 'none'}"
-            )
+        declared = media == "application/json" or media.endswith("+json")
+        if media and not declared and media != "application/x-www-form-urlencoded":
+            raise ClientError(f"expected Content-Type: application/json, got {content_type}")
         try:
             return json.loads(self.body)
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError both are
-            raise ClientError(f"malformed JSON body: {exc}") from None
+            hint = "" if declared else " (send a JSON body, Content-Type: application/json)"
+            raise ClientError(f"malformed JSON body: {exc}{hint}") from None
 
 
 @dataclass
