@@ -234,8 +234,14 @@ class ClientConnection(asyncio.Protocol):
         version = parser.get_http_version()
         ex.http11 = version == "1.1"
         ex.keep_alive = parser.should_keep_alive()
-        if ex.upgrade is not None and not parser.should_upgrade():
-            ex.upgrade = None
+        if ex.upgrade is not None:
+            if not parser.should_upgrade():
+                ex.upgrade = None
+            elif ex.upgrade.lower() != b"websocket":
+                # Only WebSocket is tunnelled: an h2c tunnel would carry requests past routes
+                # and policies. Served plainly; the parser is past an upgrade, so it closes.
+                ex.upgrade = None
+                ex.keep_alive = False
         if not ex.http11 and version != "1.0":
             raise Refused(505, "http-version-not-supported", f"HTTP/{version} is not served "
                           "here; HTTP/1.1 and HTTP/1.0 are", "http_version")
