@@ -291,3 +291,17 @@ def test_an_upstream_connection_that_answered_twice_to_one_request_is_not_reused
                 assert "x-stale" not in answer.headers
     finally:
         del RESPONSES["two-answers"]
+
+
+def test_an_h2c_upgrade_is_served_as_plain_http_and_never_forwarded(gw):
+    # A tunnel to an upstream that speaks h2c would carry requests past routes and policies
+    # ("h2c smuggling"); only WebSocket is tunnelled. curl --http2 sends this on http:// URLs.
+    with Wire(gw.listen) as wire:
+        wire.send(request("GET", "/headers", {
+            "Connection": "Upgrade, HTTP2-Settings", "Upgrade": "h2c",
+            "HTTP2-Settings": "AAMAAABkAARAAAAAAAIAAAAA"}))
+        answer = wire.answer()
+        assert answer.status == 200
+        received = {name.lower() for name in answer.json()}
+        assert not received & {"upgrade", "http2-settings"}, received
+        assert wire.closed_by_peer(within=3.0)   # its parser is past an upgrade: not reused
