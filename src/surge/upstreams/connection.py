@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from surge.upstreams.pool import Pool
 
 
-class ExtraResponse(Exception):
-    """Raised from a parser callback: a message begins after the response that ended."""
+class Unasked(Exception):
+    """Raised from a parser callback when the upstream sends what no request asked for."""
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -73,7 +73,8 @@ class UpstreamConnection(asyncio.Protocol):
                 self.exchange.upstream_upgraded(data[upgrade.args[0]:])
         except httptools.HttpParserError as exc:
             if self.ended is None and self.exchange is not None:
-                self.exchange.upstream_broken(f"invalid response from upstream: {exc}")
+                why = exc.__context__ if isinstance(exc.__context__, Unasked) else exc
+                self.exchange.upstream_broken(f"invalid response from upstream: {why}")
             self.close()
         ended, self.ended = self.ended, None
         if ended is not None and self.exchange is not None:
@@ -108,7 +109,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         if self.ended is not None:
-            raise ExtraResponse
+            raise Unasked("a message after the response ended")
 
     def on_headers_complete(self) -> None:
         raw = self.pending
@@ -117,6 +118,9 @@ class UpstreamConnection(asyncio.Protocol):
         if status < 200 and status != 101:
             self.pending = raw[end + 4:]  # an interim answer (103): skipped, not forwarded
             return
+        if status == 101 and self.exchange is not None and self.exchange.upgrade is None:
+            # Tunnelled, the client's next requests would reach this upstream unrouted.
+            raise Unasked("101 Switching Protocols to a request that asked for no upgrade")
         self.pending = b""
         self.head = head = ResponseHead(raw[:end])
         if self.exchange is not None:
