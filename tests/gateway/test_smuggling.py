@@ -215,6 +215,10 @@ RESPONSES = {
     "space-before-colon": b"HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok",
     "four-digit-status": b"HTTP/1.1 2000 OK\r\nContent-Length: 2\r\n\r\nok",
     "garbage": b"garbage\r\n\r\n",
+    # A switch to another protocol that the request never asked for: tunnelled, it would carry
+    # the client's next requests to this upstream past routing.
+    "unasked-switch": b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                      b"Upgrade: websocket\r\n\r\n",
 }
 FRESH = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Fresh: 1\r\n\r\nfresh"
 # A response followed, in the same write, by a second one nobody asked for.
