@@ -1,10 +1,14 @@
 """Fuzzing the edge: hypothesis throws random bytes and mutated valid requests (bytes inserted,
 dropped, replaced, repeated; framing tokens spliced in; cut short) at one running gateway, each
-on a fresh real socket. Every connection is answered with an HTTP/1.1 status line or closed
-within a bound; the gateway never answers with an internal error nor forwards what the
-upstream's parser refuses, never dies, and serves a normal request at the end."""
+on a fresh real socket, whole or in a few separate segments. Every connection is answered with
+an HTTP/1.1 status line or closed within a bound; the gateway never answers with an internal
+error nor forwards what the upstream's parser refuses, never dies, and serves a normal request
+at the end."""
 
 from __future__ import annotations
+
+import socket
+import time
 
 import httpx
 import pytest
@@ -83,24 +87,37 @@ def gw(stack):
         timeouts={"client_header": "300ms", "idle": "300ms", "upstream": "1s"}))
 
 
-def answered_or_closed(address: str, data: bytes) -> bytes:
-    """Send `data` on a new connection; the first bytes the gateway answers (b"" when it
-    closes or resets without a word). AssertionError when it does neither in time."""
+def answered_or_closed(address: str, pieces: list[bytes]) -> bytes:
+    """Send `pieces` on a new connection, each in its own segment; the first bytes the gateway
+    answers (b"" when it closes or resets without a word). AssertionError when it does
+    neither in time."""
     with Wire(address, timeout=ANSWER_WITHIN) as wire:
+        wire.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            wire.send(data)
-            return wire.sock.recv(65536)
+            for i, piece in enumerate(pieces):
+                if i:
+                    time.sleep(0.002)   # let the gateway read it apart from the one before
+                wire.send(piece)
         except (BrokenPipeError, ConnectionResetError):
+            pass   # refused part-way: its answer may still be there to read
+        try:
+            return wire.sock.recv(65536)
+        except ConnectionResetError:
             return b""
         except TimeoutError:
             raise AssertionError(f"no answer and not closed within {ANSWER_WITHIN}s") from None
 
 
+def split(data: bytes, cuts: list[int]) -> list[bytes]:
+    bounds = [0, *sorted({c for c in cuts if c < len(data)}), len(data)]
+    return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
 @settings(max_examples=EXAMPLES, deadline=None, database=None, print_blob=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(data=request_bytes)
-def test_random_and_mutated_requests_are_answered_or_closed_and_never_crash_it(gw, data):
-    first = answered_or_closed(gw.listen, data)
+@given(data=request_bytes, cuts=st.lists(st.integers(1, 600), max_size=3))
+def test_random_and_mutated_requests_are_answered_or_closed_and_never_crash_it(gw, data, cuts):
+    first = answered_or_closed(gw.listen, split(data, cuts))
     event(f"answered {first[9:12].decode('latin-1')}" if first else "closed without a word")
     if first:
         assert first.startswith(b"HTTP/1.1 "[:len(first)]), first[:80]
