@@ -73,6 +73,8 @@ class ClientConnection(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.ip = b"-"
         self.current: Exchange | None = None
+        # The request being parsed; parser callbacks other than on_message_begin only run
+        # between it and on_message_complete, while it is set.
         self.receiving: Exchange | None = None
         self.queue: deque[Exchange] = deque()
         self.paused = 0
@@ -168,7 +170,7 @@ class ClientConnection(asyncio.Protocol):
             self.deadline = now + gw.client_header_timeout
 
     def on_url(self, url: bytes) -> None:
-        ex = self.receiving
+        ex: Exchange = self.receiving  # type: ignore[assignment]  # see `receiving`
         ex.target += url
         self.head_seen += len(url)
         if len(ex.target) > MAX_TARGET:
@@ -186,7 +188,7 @@ class ClientConnection(asyncio.Protocol):
             raise Refused(431, "header-too-large", f"over {MAX_HEADERS} header lines or a "
                           f"line over {MAX_HEADER_LINE} bytes", "header_too_large")
         lname = name.lower()
-        ex = self.receiving
+        ex: Exchange = self.receiving  # type: ignore[assignment]  # see `receiving`
         if lname in _DROPPED:
             if lname == b"content-length":
                 ex.length = int(value)
@@ -228,7 +230,7 @@ class ClientConnection(asyncio.Protocol):
         ex.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        ex = self.receiving
+        ex: Exchange = self.receiving  # type: ignore[assignment]  # see `receiving`
         parser = self.parser
         ex.method = parser.get_method()
         version = parser.get_http_version()
@@ -264,10 +266,10 @@ class ClientConnection(asyncio.Protocol):
             self.pause_reading_for(PIPELINE)
 
     def on_body(self, body: bytes) -> None:
-        self.receiving.request_body(body)
+        self.receiving.request_body(body)  # type: ignore[union-attr]  # see `receiving`
 
     def on_message_complete(self) -> None:
-        ex = self.receiving
+        ex: Exchange = self.receiving  # type: ignore[assignment]  # see `receiving`
         self.receiving = None
         ex.request_end()
 

@@ -28,10 +28,10 @@ def up_command(args: argparse.Namespace) -> int:
     from surge.errors import ConfigError
     from surge.gateway.run import setup_logging
 
-    path = find_config(args.file)
-    quickstart = path is None
+    found = find_config(args.file)
+    quickstart = found is None
+    path = QUICKSTART / "surge.yaml" if found is None else found
     if quickstart:
-        path = QUICKSTART / "surge.yaml"
         if not path.exists():
             print(f"surge: no ./surge.yaml here and the quickstart is missing at {path}",
                   file=sys.stderr)

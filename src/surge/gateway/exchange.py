@@ -10,12 +10,13 @@ what is counted."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import TYPE_CHECKING
 
 from surge.gateway import headers as h
+from surge.gateway import recovery
 from surge.gateway.policy import Answer, Verdict
-from surge.gateway.recovery import Recovery
 from surge.observe.problem import problem_document, problem_response
 from surge.upstreams.upstream import EWMA_ALPHA
 
@@ -39,7 +40,7 @@ _COLON = b": "
 _CRLF = b"\r\n"
 
 
-class Exchange(Recovery):
+class Exchange:
     # Defaults live on the class: a new exchange sets three attributes instead of forty, and
     # only the ones a request actually changes are written.
     method = b"-"
@@ -51,14 +52,16 @@ class Exchange(Recovery):
     chunked = False
     expect = False
     upgrade: bytes | None = None
-    request_id: bytes | None = None
+    request_id: bytes = b""  # set in start(); b"" until then
     xff: bytes | None = None
     cookie: bytes | None = None
     idempotency_key = False
     hop: frozenset[bytes] | None = None  # header names the client's Connection makes hop-by-hop
-    route: RouteRuntime | None = None
-    service: ServiceRuntime | None = None
-    upstream: Upstream | None = None
+    # Set on the way (route and service at routing, upstream at the first pick) and typed as
+    # present: every path that reads one runs after it is set.
+    route: RouteRuntime = None  # type: ignore[assignment]
+    service: ServiceRuntime = None  # type: ignore[assignment]
+    upstream: Upstream = None  # type: ignore[assignment]
     conn: UpstreamConnection | None = None
     tried: tuple[Upstream, ...] = ()
     head = b""
@@ -93,7 +96,7 @@ class Exchange(Recovery):
     def start(self) -> None:
         """Route the request and send it on its way (called when it is this request's turn)."""
         gw = self.client.gw
-        if self.request_id is None:
+        if not self.request_id:
             self.request_id = h.new_request_id()
         if gw.active >= gw.max_inflight:
             self.fail(503, "overloaded", "the gateway is at its limit of "
@@ -145,7 +148,7 @@ class Exchange(Recovery):
                 self.answer(verdict)
                 return
             task = asyncio.ensure_future(verdict)
-            task.add_done_callback(lambda t, i=index: self.policy_settled(t, i))
+            task.add_done_callback(functools.partial(self.policy_settled, index=index))
             self.client.pause_reading_for(POLICY_WAIT)
             return
         self.proceed()
@@ -338,8 +341,9 @@ class Exchange(Recovery):
             # httptools cannot be told a HEAD answer has no body: finish here and never
             # reuse this connection.
             conn = self.conn
-            conn.exchange = None
-            conn.close()
+            if conn is not None:
+                conn.exchange = None
+                conn.close()
             self.conn = None
             self.finish(True)
 
@@ -367,6 +371,8 @@ class Exchange(Recovery):
     def upstream_upgraded(self, rest: bytes) -> None:
         """The upstream answered 101: from now on both sides are a plain byte tunnel."""
         conn = self.conn
+        if conn is None:
+            return
         client = self.client
         self.tunnel = True
         conn.tunnel = client.transport
@@ -374,6 +380,22 @@ class Exchange(Recovery):
             client.write(rest)
         client.start_tunnel(conn)
         self.account(client.gw.now())
+
+    # -- failures: see gateway/recovery.py -----------------------------------------------------
+
+    upstream_lost = recovery.upstream_lost
+    upstream_broken = recovery.upstream_broken
+    connect_failed = recovery.connect_failed
+    overloaded = recovery.overloaded
+    timeout = recovery.timeout
+    check_progress = recovery.check_progress
+    body_stalled = recovery.body_stalled
+    past_deadline = recovery.past_deadline
+    replayable = recovery.replayable
+    retry_or_fail = recovery.retry_or_fail
+    may_retry = recovery.may_retry
+    schedule_retry = recovery.schedule_retry
+    retry_now = recovery.retry_now
 
     # -- endings ---------------------------------------------------------------------------------
 

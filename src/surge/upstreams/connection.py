@@ -32,7 +32,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
-        self.transport: asyncio.Transport | None = None
+        # Set by connection_made, before the pool hands the connection to anyone.
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser = httptools.HttpResponseParser(self)
         self.exchange: Exchange | None = None
         self.closed = False
@@ -65,7 +66,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.pending = self.pending + data if self.pending else data
         client = exchange.client
         # Collect what this read makes the client get (head, body, last chunk) into one write.
-        client.out = out = []
+        out: list[bytes] = []
+        client.out = out
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -137,15 +139,15 @@ class UpstreamConnection(asyncio.Protocol):
     # -- used by the pool and the exchange -------------------------------------------------------
 
     def send(self, data: bytes) -> None:
-        self.transport.write(data)  # type: ignore[union-attr]
+        self.transport.write(data)
 
     def pause_reading(self) -> None:
         if not self.closed:
-            self.transport.pause_reading()  # type: ignore[union-attr]
+            self.transport.pause_reading()
 
     def resume_reading(self) -> None:
         if not self.closed:
-            self.transport.resume_reading()  # type: ignore[union-attr]
+            self.transport.resume_reading()
 
     def close(self) -> None:
         if not self.closed and self.transport is not None:

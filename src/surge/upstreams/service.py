@@ -168,7 +168,7 @@ class ServiceRuntime:
     # -- data path helpers -----------------------------------------------------------------------
 
     def sticky_pick(self, cookie: bytes | None) -> Upstream | None:
-        if cookie is None:
+        if cookie is None or self.sticky_cookie is None:
             return None
         name = self.sticky_cookie.decode()
         try:

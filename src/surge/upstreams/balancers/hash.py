@@ -44,7 +44,7 @@ def point_counts(weights: Sequence[int]) -> list[int]:
 def ring_points(address: str, count: int) -> list[bytes]:
     """The first `count` points of `address`, four per 32-byte hash as ketama does (so more
     points only add to the fewer ones)."""
-    points = []
+    points: list[bytes] = []
     for block in range((count + 3) // 4):
         digest = blake2b(f"{address}-{block}".encode(), digest_size=32).digest()
         points.extend(digest[i : i + 8] for i in range(0, 32, 8))
