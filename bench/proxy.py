@@ -1,7 +1,7 @@
 """Proxy overhead: the Surge gateway against nginx, same upstream, same client, same cores.
 
     .venv/bin/python bench/proxy.py [--duration 15] [--connections 50] [--rounds 3]
-                                    [--rate-limit] [--only nginx|surge]
+                                    [--rate-limit] [--floor] [--only nginx|surge]
 
 One nginx upstream answers a fixed `ok` (pinned to core 0 with the client). Then, in turn,
 (a) nginx as a reverse proxy (one worker, upstream keep-alive, no access log) and (b) `surge up`
@@ -203,6 +203,18 @@ def bench_nginx(args: argparse.Namespace, workdir: Path, upstream_port: int) -> 
         return measure("nginx", proxy.pid, f"http://127.0.0.1:{port}/", args)
 
 
+def bench_floor(args: argparse.Namespace, workdir: Path, upstream_port: int) -> Result:
+    """The bare uvloop + httptools forwarder (bench/floor_forwarder.py): the runtime's floor."""
+    port = free_port()
+    floor = ManagedProcess("floor", ["taskset", "-c", PROXY_CORE, sys.executable,
+                                     str(ROOT / "bench" / "floor_forwarder.py"), str(port),
+                                     str(upstream_port)], workdir)
+    floor.spawn()
+    with floor:
+        wait_for_port("127.0.0.1", port)
+        return measure("floor", floor.pid, f"http://127.0.0.1:{port}/", args)
+
+
 def surge_config(port: int, admin: int, upstream_port: int, rate_limit: bool) -> str:
     text = (f"gateway:\n  listen: 127.0.0.1:{port}\n  admin: 127.0.0.1:{admin}\n"
             "  access_log: off\n"
@@ -278,7 +290,8 @@ def report(results: list[Result], unavailable: dict[str, str], args: argparse.Na
     for proxy, reason in unavailable.items():
         print(f"{proxy}: not available ({reason})")
     print()
-    for proxy, base in [("surge", "nginx"), ("surge+rl", "nginx"), ("surge+rl", "surge")]:
+    for proxy, base in [("surge", "nginx"), ("surge+rl", "nginx"), ("surge+rl", "surge"),
+                        ("floor", "nginx"), ("surge", "floor")]:
         if proxy in medians and base in medians:
             s, b = medians[proxy], medians[base]
             cpu, extra = s.cpu_us_per_request, s.cpu_us_per_request - b.cpu_us_per_request
@@ -301,6 +314,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--rate-limit", action="store_true",
                         help="also run Surge with `rate_limit: true` on its route (surge+rl)")
+    parser.add_argument("--floor", action="store_true",
+                        help="also run bench/floor_forwarder.py, the least a uvloop + "
+                             "httptools forwarder can do, as the runtime's floor")
     parser.add_argument("--only", choices=["nginx", "surge"],
                         help="benchmark one proxy (surge includes surge+rl)")
     parser.add_argument("--rounds", type=int, default=1,
@@ -341,6 +357,8 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[list[Result], dict[str
         "nginx": bench_nginx, "surge": bench_surge}
     if args.rate_limit:
         benches["surge+rl"] = functools.partial(bench_surge, rate_limit=True)
+    if args.floor:
+        benches["floor"] = bench_floor
     load_before = os.getloadavg()[0]
     with start_nginx("nginx-upstream", conf, workdir, CLIENT_CORE, upstream_port):
         for round_number in range(1, args.rounds + 1):
