@@ -296,7 +296,9 @@ class ClientConnection(asyncio.Protocol):
         if self.current is not ex:
             return
         self.current = None
-        ex.release_slot()
+        if ex.counted:
+            ex.counted = False
+            self.gw.active -= 1
         if not ex.keep_alive or self.gw.draining or self.closed:
             self.close()
             return

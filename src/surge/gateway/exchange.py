@@ -133,8 +133,10 @@ class Exchange:
         self.head = self.upstream_head(target)
         if route.policies:
             self.run_policies(0)
-        else:
+        elif self.expect:
             self.proceed()
+        else:
+            self.dispatch()
 
     def run_policies(self, index: int) -> None:
         """Run the route's policies from `index`; the first answer ends the request here."""
@@ -226,7 +228,11 @@ class Exchange:
         self.holding = True
         self.tried += (up,)
         up.inflight += 1
-        up.pool.acquire(self)
+        idle = up.pool.idle
+        if idle and not idle[-1].closed:
+            self.attach(idle.pop())  # the common case, without the pool's general path
+        else:
+            up.pool.acquire(self)
 
     def attach(self, conn: UpstreamConnection) -> None:
         if self.cancelled:
@@ -351,7 +357,12 @@ class Exchange:
         if self.status == 0:
             return
         self.sent_bytes += len(data)
-        self.client.write(h.chunk(data) if self.out_chunked else data)
+        data = h.chunk(data) if self.out_chunked else data
+        out = self.client.out
+        if out is not None:
+            out.append(data)
+        else:
+            self.client.transport.write(data)
 
     def response_end(self, conn: UpstreamConnection, upstream_keep_alive: bool) -> None:
         status = self.status

@@ -40,12 +40,13 @@ def chunk(data: bytes) -> bytes:
 LAST_CHUNK = b"0\r\n\r\n"
 
 
-# Response heads are filtered as bytes, with a few C-level searches on a lower-cased copy,
-# instead of one Python callback per header. llhttp has already refused a space before a colon.
+# Response heads are filtered as bytes with a few C-level calls (one case-insensitive regex
+# substitution cuts every hop-by-hop line) instead of one Python callback per header. llhttp
+# has already refused a space before a colon.
 _HOP_LINE = re.compile(
     rb"\r\n(?:connection|keep-alive|proxy-connection|te|trailer|transfer-encoding|upgrade|"
-    rb"proxy-authenticate|proxy-authorization):[^\r]*")
-_UPGRADE_LINE = re.compile(rb"\r\n(?:connection|upgrade):[^\r]*")
+    rb"proxy-authenticate|proxy-authorization):[^\r]*", re.IGNORECASE)
+_UPGRADE_LINE = re.compile(rb"\r\n(?:connection|upgrade):[^\r]*", re.IGNORECASE)
 _PLAIN_TOKENS = frozenset({b"keep-alive", b"close", b"upgrade"})
 
 
@@ -70,29 +71,19 @@ class ResponseHead:
             end = low.find(b"\r\n", at + 17)
             value = low[at + 17:end if end >= 0 else len(low)].strip()
             self.length = int(value) if value.isdigit() else -1
-        self.chunked = b"\r\ntransfer-encoding:" in low
-        spans = [m.span() for m in _HOP_LINE.finditer(low)]
+        self.chunked = low.find(b"\r\ntransfer-encoding:") >= 0
+        block = _HOP_LINE.sub(b"", block)
         at = low.find(b"\r\nconnection:")
         while at >= 0:
             end = low.find(b"\r\n", at + 2)
             value = low[at + 13:end if end >= 0 else len(low)].strip()
-            named = () if value in _PLAIN_TOKENS else connection_tokens(value) - _PLAIN_TOKENS
-            for name in named:  # more hop-by-hop headers, named by Connection
-                spans += [m.span() for m in re.finditer(
-                    rb"\r\n" + re.escape(name) + rb":[^\r]*", low)]
+            if value not in _PLAIN_TOKENS:  # Connection names more hop-by-hop headers
+                for name in connection_tokens(value) - _PLAIN_TOKENS:
+                    block = re.sub(rb"\r\n" + re.escape(name) + rb":[^\r]*", b"", block,
+                                   flags=re.IGNORECASE)
             at = low.find(b"\r\nconnection:", at + 2)
-        if spans:
-            spans.sort()
-            pieces, done = [], 0
-            for start, stop in spans:
-                if start >= done:
-                    pieces.append(block[done:start])
-                    done = stop
-            pieces.append(block[done:])
-            block = b"".join(pieces)
         self.block = block
 
     def upgrade_lines(self) -> bytes:
         """The Connection and Upgrade lines, forwarded only with a 101 answer."""
-        low = self.raw.lower()
-        return b"".join(self.raw[m.start():m.end()] for m in _UPGRADE_LINE.finditer(low))
+        return b"".join(_UPGRADE_LINE.findall(self.raw))
