@@ -18,6 +18,7 @@ from surge.config import Config, load
 from surge.errors import ConfigError
 from surge.gateway.ratelimit import register_routes as register_rate_limit_routes
 from surge.gateway.server import Gateway
+from surge.jobs.gateway import JobsView
 
 log = logging.getLogger("surge.gateway")
 
@@ -44,6 +45,7 @@ async def serve(config: Config, path: Path | None, *, reuse_port: bool = False,
     from surge.scaling.loop import start_scaling
 
     scaling = await start_scaling(gateway, config, admin_server.router if admin_server else None)
+    jobs = JobsView.from_config(config, admin_server.router if admin_server else None)
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
@@ -60,6 +62,8 @@ async def serve(config: Config, path: Path | None, *, reuse_port: bool = False,
         await admin_server.close()
     await gateway.shutdown()
     await scaling.stop()  # replicas stop after the last request they serve has finished
+    if jobs is not None:
+        await jobs.close()
     log.info("stopped")
 
 

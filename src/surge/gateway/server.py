@@ -10,7 +10,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from surge.config import Config, load
@@ -237,7 +237,9 @@ class Gateway:
                 "routes": len(config.routes)}
 
     def metrics_text(self) -> tuple[bytes, str]:
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        """The gateway's families, then the process-wide ones (process CPU and memory, Python
+        GC, and the job queue gauges when a `jobs` section is configured)."""
+        return generate_latest(self.registry) + generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
     def _service(self, name: str) -> ServiceRuntime:
         runtime = self.snapshot.services.get(name)
