@@ -127,6 +127,14 @@ class RouteRateLimit(SurgeModel):
         return value
 
 
+class RouteHedge(SurgeModel):
+    """Hedged requests: an idempotent request with no response head after `delay` is sent once
+    more to another upstream; the first answer wins and the other is cancelled."""
+
+    delay: Duration | Literal["p95"] = "p95"
+    """A duration such as `50ms`, or `p95`: the route's observed 95th percentile latency."""
+
+
 def _flag_or_mapping(value: Any) -> str | None:
     if isinstance(value, bool):
         return "flag"
@@ -166,6 +174,9 @@ class Route(SurgeModel):
     timeout: Duration | None = None
     """Total deadline for a request on this route, retries included, e.g. `10s`; past it the
     gateway answers 504 (or cuts off a response under way)."""
+    hedge: RouteHedge | None = None
+    """Send a slow idempotent request once more to another upstream, e.g. `{delay: 50ms}`;
+    hedges count against the service's retry budget."""
 
     @field_validator("prefix")
     @classmethod

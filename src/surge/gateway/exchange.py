@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from surge.gateway import headers as h
 from surge.gateway import recovery
+from surge.gateway.hedge import HedgeLeg
 from surge.gateway.policy import Answer, Verdict
 from surge.observe.problem import problem_document, problem_response
 from surge.upstreams.upstream import EWMA_ALPHA
@@ -84,6 +85,8 @@ class Exchange:
     total_deadline = 0.0  # the route's `timeout`, as a loop time
     progress = -1         # body bytes seen at the sweeper's last look
     still_since = 0.0     # when the sweeper last saw body bytes move
+    hedge: HedgeLeg | None = None  # the second copy of a hedged request, while it runs
+    hedge_timer: asyncio.TimerHandle | None = None
     extra_headers = b""  # response header lines added by policies, each ending in CRLF
 
     def __init__(self, client: ClientConnection, started: float) -> None:
@@ -251,6 +254,8 @@ class Exchange:
             conn.pause_reading()
         if self.req_done:
             self.deadline = client.gw.now() + client.gw.upstream_timeout
+            if self.route.hedge_delay is not None:
+                self.arm_hedge()
         if client.paused:
             client.resume_reading_for(4)
 
@@ -275,6 +280,8 @@ class Exchange:
             self.forward_body(h.LAST_CHUNK)
         if self.conn is not None:
             self.deadline = self.client.gw.now() + self.client.gw.upstream_timeout
+            if self.route.hedge_delay is not None:
+                self.arm_hedge()
 
     def forward_body(self, framed: bytes) -> None:
         body = self.body
@@ -308,6 +315,8 @@ class Exchange:
     # -- upstream side ---------------------------------------------------------------------------
 
     def response_head(self, status: int, head: ResponseHead) -> None:
+        if self.hedge_timer is not None or self.hedge is not None:
+            self.end_hedge()
         if 502 <= status <= 504 and self.replayable() and self.may_retry():
             # An idempotent request answered "bad gateway / unavailable / timeout": try another
             # upstream before telling the client, dropping this answer with its connection.
@@ -392,6 +401,58 @@ class Exchange:
         client.start_tunnel(conn)
         self.account(client.gw.now())
 
+    # -- hedging: see gateway/hedge.py ---------------------------------------------------------
+
+    def arm_hedge(self) -> None:
+        if self.hedge_timer is None and self.hedge is None and self.replayable():
+            self.hedge_timer = self.client.gw.loop.call_later(
+                self.route.hedge_delay, self.launch_hedge)  # type: ignore[arg-type]
+
+    def launch_hedge(self) -> None:
+        """No answer yet: send one more copy to an upstream this request has not tried."""
+        self.hedge_timer = None
+        service = self.service
+        if self.status or self.cancelled or self.responded or not self.holding:
+            return
+        if not service.has_alternative(self.tried):
+            return
+        if not service.budget.try_retry(service.requests):
+            return
+        up = service.balancer.pick(self.client.gw.now(), None, self.tried)
+        if up is None:
+            return
+        service.hedges += 1
+        leg = self.hedge = HedgeLeg(self, up)
+        self.tried += (up,)
+        up.inflight += 1
+        up.pool.acquire(leg)  # type: ignore[arg-type]  # a leg stands in for the exchange
+
+    def hedge_answered(self, leg: HedgeLeg, status: int, head: ResponseHead) -> None:
+        """The second copy's answer began first: it becomes the exchange's, the first is
+        cancelled (no verdict on its upstream: slower is not failed)."""
+        self.hedge = None
+        self.service.hedge_wins += 1
+        primary = self.conn
+        if primary is not None:
+            primary.exchange = None
+            primary.abort()
+        self.leave_upstream(None)
+        conn, leg.conn = leg.conn, None
+        leg.cancelled = True  # its upstream's in-flight count passes to this exchange
+        self.conn = conn
+        if conn is not None:
+            conn.exchange = self
+        self.upstream = leg.upstream
+        self.holding = True
+        self.response_head(status, head)
+
+    def end_hedge(self) -> None:
+        timer, self.hedge_timer = self.hedge_timer, None
+        if timer is not None:
+            timer.cancel()
+        if self.hedge is not None:
+            self.hedge.drop(None)
+
     # -- failures: see gateway/recovery.py -----------------------------------------------------
 
     upstream_lost = recovery.upstream_lost
@@ -437,6 +498,8 @@ class Exchange:
     def cancel(self) -> None:
         """The client went away."""
         self.cancelled = True
+        if self.hedge_timer is not None or self.hedge is not None:
+            self.end_hedge()
         self.release_slot()
         self.abandon_upstream()
 
@@ -450,6 +513,8 @@ class Exchange:
              headers: list[tuple[bytes, bytes]] | None = None) -> None:
         """Answer with a problem document instead of an upstream's response."""
         client = self.client
+        if self.hedge_timer is not None or self.hedge is not None:
+            self.end_hedge()
         if reason is not None:
             client.gw.stats.failed[reason] += 1
         if self.status:

@@ -139,6 +139,8 @@ def replayable(ex: Exchange) -> bool:
 def retry_or_fail(ex: Exchange, status: int, type_: str, detail: str, reason: str,
                   replay_safe: bool) -> None:
     ex.leave_upstream(False)
+    if ex.hedge is not None:
+        return  # the other copy of a hedged request may still answer
     if replay_safe and ex.may_retry():
         ex.schedule_retry()
     else:

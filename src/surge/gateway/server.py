@@ -191,7 +191,10 @@ class Gateway:
             ex.check_progress(now)
 
     def maintain(self, now: float) -> None:
-        """Close idle pooled connections past their time; forget drained upstreams."""
+        """Close idle pooled connections past their time; forget drained upstreams; keep
+        `hedge: {delay: p95}` routes' delays current."""
+        for route in self.snapshot.routes.table.routes:
+            route.source.refresh_hedge_delay()
         idle = self.idle_timeout
         for service in [*self.snapshot.services.values(), *self.retired]:
             service.budget.tick(now, service.requests)

@@ -10,8 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from surge.gateway.hedge import P95_FALLBACK, p95
 from surge.gateway.policy import RoutePolicy
-from surge.observe.metrics import GatewayStats, RouteStats
+from surge.observe.metrics import BUCKETS, GatewayStats, RouteStats
 from surge.routing import RouteTable, strip
 from surge.upstreams.service import ServiceRuntime
 
@@ -25,7 +26,7 @@ class RouteRuntime:
     """A configured route plus what the gateway keeps per route (its counters)."""
 
     __slots__ = ("spec", "prefix", "host", "methods", "headers", "service", "strip_prefix",
-                 "label", "stats", "policies", "timeout")
+                 "label", "stats", "policies", "timeout", "hedge_delay", "hedge_p95")
 
     def __init__(self, spec: Any, stats: GatewayStats,
                  policies: tuple[RoutePolicy, ...] = ()) -> None:
@@ -40,6 +41,15 @@ class RouteRuntime:
         self.stats: RouteStats = stats.route(self.label, spec.service)
         self.policies = policies
         self.timeout = spec.timeout
+        hedge = spec.hedge
+        self.hedge_p95 = hedge is not None and hedge.delay == "p95"
+        # None: no hedging. With `delay: p95` the gateway's maintenance keeps it current.
+        self.hedge_delay: float | None = (
+            None if hedge is None else P95_FALLBACK if self.hedge_p95 else hedge.delay)
+
+    def refresh_hedge_delay(self) -> None:
+        if self.hedge_p95:
+            self.hedge_delay = p95(self.stats.buckets, BUCKETS)
 
     def strip(self, path: str) -> str:
         return strip(path, self)  # type: ignore[arg-type]

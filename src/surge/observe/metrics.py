@@ -109,6 +109,10 @@ class GatewayCollector:
                                     "upstream connection", labels=["service"])
         exhausted = CounterMetricFamily("surge_retry_budget_exhausted", "Retries refused by "
                                         "the service's retry budget", labels=["service"])
+        hedges = CounterMetricFamily("surge_hedges", "Second copies sent by hedged routes",
+                                     labels=["service"])
+        hedge_wins = CounterMetricFamily("surge_hedge_wins", "Hedged copies that answered "
+                                         "first", labels=["service"])
         panic = GaugeMetricFamily("surge_service_panic", "1 while too few upstreams are healthy "
                                   "and traffic spreads over all of them", labels=["service"])
         for service in self.services():
@@ -126,8 +130,10 @@ class GatewayCollector:
             pending.add_metric([name], service.pending)
             exhausted.add_metric([name], service.budget.exhausted)
             panic.add_metric([name], int(service.panic))
+            hedges.add_metric([name], service.hedges)
+            hedge_wins.add_metric([name], service.hedge_wins)
         yield from (healthy, ejected, inflight, pool, ejections, refused, retries, pending,
-                    exhausted, panic)
+                    exhausted, panic, hedges, hedge_wins)
 
 
 def _bound(value: float) -> str:

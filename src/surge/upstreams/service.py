@@ -36,6 +36,8 @@ class ServiceRuntime:
         self.pending = 0
         self.requests = 0  # running total of first tries (the retry budget's denominator)
         self.retries = 0
+        self.hedges = 0       # second copies sent by hedged routes
+        self.hedge_wins = 0   # ... that answered first
         self.panic = False
         self.eligible: list[Upstream] = []
         self.ejections = 0
