@@ -198,6 +198,7 @@ class Gateway:
         idle = self.idle_timeout
         for service in [*self.snapshot.services.values(), *self.retired]:
             service.budget.tick(now, service.requests)
+            service.decay_stale_latency()
             for up in service.upstreams.values():
                 up.pool.sweep(now, idle)
             for up in service.drained():

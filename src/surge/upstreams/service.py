@@ -40,6 +40,7 @@ class ServiceRuntime:
         self.hedge_wins = 0   # ... that answered first
         self.panic = False
         self.eligible: list[Upstream] = []
+        self._seen_ewma: dict[Upstream, float] = {}
         self.ejections = 0
         self.health_changes = 0
         self.spec: Any = None
@@ -128,6 +129,23 @@ class ServiceRuntime:
             up.panic = panic
         self.eligible = [u for u in self.upstreams.values() if u.eligible]
         self.balancer.update(self.eligible)
+
+    def decay_stale_latency(self) -> None:
+        """About once a second: an upstream whose latency average did not move since the last
+        call got no answered requests, so its estimate is stale. Halve its excess over the
+        best one, so a replica that was slow once is tried again instead of starving (as
+        Finagle's peak EWMA decays an idle host's cost)."""
+        eligible = self.eligible
+        if len(eligible) < 2:
+            return
+        best = min(u.ewma for u in eligible)
+        seen = self._seen_ewma
+        for up in eligible:
+            if seen.get(up) == up.ewma and up.ewma > best:
+                up.ewma = best + (up.ewma - best) / 2
+            seen[up] = up.ewma
+        if len(seen) > 2 * len(self.upstreams):
+            self._seen_ewma = {u: seen[u] for u in eligible}
 
     def has_alternative(self, tried: tuple[Upstream, ...]) -> bool:
         """Some eligible upstream this request has not tried yet."""
