@@ -73,17 +73,22 @@ def start_quickstart_replicas(config):  # type: ignore[no-untyped-def]
     """The quickstart's app runs as plain processes, one per configured upstream."""
     import subprocess
 
-    from surge.gateway.readiness import wait_for_port
+    from surge.gateway.readiness import port_in_use, wait_for_port
+    from surge.scaling.supervisor import die_with_parent
 
     replicas = []
     for service in config.services.values():
         for index, upstream in enumerate(service.upstreams):
             host, _, port = upstream.address.rpartition(":")
+            if port_in_use(host, int(port)):
+                print(f"surge: {upstream.address} is already taken (a replica left over from an "
+                      "earlier run?); stop that process first", file=sys.stderr)
+                raise SystemExit(2)
             name = chr(ord("a") + index)
             print(f"surge: starting quickstart replica {name} on {upstream.address}", flush=True)
             replicas.append(subprocess.Popen(
                 [sys.executable, str(QUICKSTART / "app.py"), "--host", host, "--port", port,
-                 "--name", name]))
+                 "--name", name], preexec_fn=die_with_parent))
     for service in config.services.values():
         for upstream in service.upstreams:
             host, _, port = upstream.address.rpartition(":")

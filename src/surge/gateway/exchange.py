@@ -82,7 +82,7 @@ class Exchange:
     tunnel = False
     holding = False
     counted = False  # holds one of the gateway's max_inflight slots
-    total_deadline = 0.0  # the route's `timeout`, as a loop time
+    total_deadline = 0.0  # the route's `timeout`, on the gateway's clock
     progress = -1         # body bytes seen at the sweeper's last look
     still_since = 0.0     # when the sweeper last saw body bytes move
     hedge: HedgeLeg | None = None  # the second copy of a hedged request, while it runs
@@ -496,7 +496,14 @@ class Exchange:
         self.leave_upstream(ok)
 
     def cancel(self) -> None:
-        """The client went away."""
+        """The client went away before its answer was complete: counted, and logged with
+        nginx's 499 when it had no status yet."""
+        if not self.responded and not self.tunnel and not self.cancelled:
+            gw = self.client.gw
+            gw.stats.failed["client_closed"] += 1
+            if gw.access_log is not None:
+                self.status = self.status or 499
+                gw.access_log.write(self, gw.now() - self.started)
         self.cancelled = True
         if self.hedge_timer is not None or self.hedge is not None:
             self.end_hedge()

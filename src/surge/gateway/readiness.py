@@ -1,4 +1,5 @@
-"""Waiting for a TCP port to accept connections (a started replica, a worker), bounded."""
+"""Whether a TCP port accepts connections: now, or within a bounded wait (a started replica,
+a worker)."""
 
 from __future__ import annotations
 
@@ -16,3 +17,12 @@ def wait_for_port(host: str, port: int, timeout: float) -> bool:
         except OSError:
             time.sleep(0.05)
     return False
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Something accepts connections on (host, port) right now."""
+    try:
+        with socket.create_connection((host, port), 0.5):
+            return True
+    except OSError:
+        return False

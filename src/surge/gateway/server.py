@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,9 @@ class Gateway:
         self.path = Path(path) if path is not None else None
         self.reuse_port = reuse_port
         self.loop = asyncio.get_running_loop()
-        self.now = self.loop.time
+        # The gateway's clock: monotonic with sub-millisecond resolution (uvloop's loop.time()
+        # ticks in whole milliseconds, too coarse for latency figures).
+        self.now = time.monotonic
         self.stats = GatewayStats()
         self.connections: set[ClientConnection] = set()
         self.dynamic: dict[str, dict[str, int | None]] = {}

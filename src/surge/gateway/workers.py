@@ -13,6 +13,7 @@ import logging
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +41,12 @@ class Worker:
         self.admin_port = admin_port
         self.process: subprocess.Popen[bytes] | None = None
         self.restarts = 0
+        self.started = 0.0
         self.view: list[dict[str, Any]] = []
         self.metrics = ""
 
     def spawn(self) -> None:
+        self.started = time.monotonic()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "surge.gateway.run", str(self.path), str(self.index),
              str(self.admin_port)])
@@ -124,6 +127,8 @@ class Master:
         loop = asyncio.get_running_loop()
         while not self.stopping:
             for worker in self.workers:
+                if worker.restarts and worker.alive and time.monotonic() - worker.started > 60:
+                    worker.restarts = 0  # a minute up: the next crash starts the backoff anew
                 if not worker.alive and not self.stopping:
                     code = worker.process.returncode if worker.process else None
                     delay = min(MAX_BACKOFF, 0.5 * 2 ** worker.restarts)

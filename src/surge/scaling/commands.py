@@ -57,6 +57,12 @@ def _deploy_k8s(args: argparse.Namespace) -> int:
     from surge.errors import ConfigError
     from surge.scaling.kubernetes import render
 
+    class NoAliases(yaml.SafeDumper):
+        """Kubernetes tools read plain YAML best: repeat shared values, no &anchors."""
+
+        def ignore_aliases(self, data: Any) -> bool:
+            return True
+
     try:
         # Keys `surge up` cannot run yet do not stop a rendering that does not use them.
         rendered = render(load(args.config, check_support=False), image=args.image)
@@ -67,13 +73,13 @@ def _deploy_k8s(args: argparse.Namespace) -> int:
     for warning in rendered.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if args.output is None:
-        yaml.safe_dump_all(rendered.objects, sys.stdout, sort_keys=False)
+        yaml.dump_all(rendered.objects, sys.stdout, Dumper=NoAliases, sort_keys=False)
         return 0
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     for obj in rendered.objects:
         path = out / f"{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
-        path.write_text(yaml.safe_dump(obj, sort_keys=False))
+        path.write_text(yaml.dump(obj, Dumper=NoAliases, sort_keys=False))
         print(path)
     return 0
 

@@ -329,7 +329,7 @@ class Supervisor:
         return await asyncio.create_subprocess_exec(
             *shlex.split(command), env=env, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            start_new_session=True, preexec_fn=_die_with_parent)
+            start_new_session=True, preexec_fn=die_with_parent)
 
     # -- the gateway side ------------------------------------------------------------------------
 
@@ -411,7 +411,7 @@ def check_commands(groups: list[GroupSpec]) -> None:
         raise ConfigError(problems)
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child before exec: SIGKILL it when its parent (surge) dies (Linux only)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)

@@ -7,6 +7,7 @@ bounded per service by `max_pending` (the service counts them); past it -> overl
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -68,7 +69,7 @@ class Pool:
             if waiter is not None:
                 waiter.attach(conn)
                 return
-        conn.idle_since = now or self.loop.time()
+        conn.idle_since = now or time.monotonic()
         self.idle.append(conn)
 
     def lost(self, conn: UpstreamConnection) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from surge.upstreams.health import expect_ok
@@ -62,8 +63,7 @@ class Prober:
 
     async def round(self) -> None:
         service = self.service
-        loop = asyncio.get_running_loop()
-        due = service.outlier.due(loop.time())
+        due = service.outlier.due(time.monotonic())  # the gateway's clock (see server.py)
         targets = [u for u in service.upstreams.values() if not u.draining]
         if service.spec.health is None:
             for up in due:
