@@ -5,7 +5,6 @@ talk garbage (502) or do not answer in time (504)."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -13,6 +12,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
+from gateway.raw_upstream import RawUpstream
 from gateway.stack import (
     Answer,
     Wire,
@@ -31,38 +31,10 @@ pytestmark = pytest.mark.integration
 MAX_BODY = 64 * 1024
 
 
-class GarbageUpstream:
-    """A tiny raw server: reads a request, answers `garbage\\r\\n\\r\\n`, closes."""
-
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
-        self.thread = threading.Thread(target=self.serve, daemon=True)
-        self.thread.start()
-
-    def serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return  # closed: the test module is over
-            with conn:
-                conn.settimeout(2.0)
-                try:
-                    conn.recv(65536)
-                    conn.sendall(b"garbage\r\n\r\n")
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self.listener.shutdown(socket.SHUT_RDWR)   # wakes the blocked accept(); close does not
-        self.listener.close()
-        self.thread.join(2.0)
-
-
 @pytest.fixture(scope="module")
-def garbage() -> Iterator[GarbageUpstream]:
-    server = GarbageUpstream()
+def garbage() -> Iterator[RawUpstream]:
+    """Reads a request, answers `garbage\\r\\n\\r\\n`, closes."""
+    server = RawUpstream(lambda _: b"garbage\r\n\r\n", close_after=True)
     yield server
     server.close()
 

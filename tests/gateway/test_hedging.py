@@ -4,14 +4,13 @@ waits for its only copy; hedges are counted and paid from the retry budget."""
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from gateway.raw_upstream import RawUpstream
 from gateway.stack import metric, service, surge_yaml
 
 pytestmark = pytest.mark.integration
@@ -19,41 +18,11 @@ pytestmark = pytest.mark.integration
 SLOW = 1.0
 
 
-class SlowUpstream:
-    """Answers every request after SLOW seconds, `slow` as body, keep-alive."""
-
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.answer, args=(conn,), daemon=True).start()
-
-    def answer(self, conn: socket.socket) -> None:
-        with conn:
-            while True:
-                try:
-                    if not conn.recv(65536):
-                        return
-                    time.sleep(SLOW)
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow")
-                except OSError:
-                    return
-
-    def close(self) -> None:
-        self.listener.shutdown(socket.SHUT_RDWR)
-        self.listener.close()
-
-
 @pytest.fixture
-def slow() -> Iterator[SlowUpstream]:
-    server = SlowUpstream()
+def slow() -> Iterator[RawUpstream]:
+    """Answers every request after SLOW seconds, `slow` as body, keep-alive."""
+    server = RawUpstream(lambda _: b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow",
+                         delay=SLOW)
     yield server
     server.close()
 

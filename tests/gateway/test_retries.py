@@ -5,13 +5,13 @@ in-flight cap answers a fast 503."""
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from gateway.raw_upstream import RawUpstream
 from gateway.stack import eventually, metric, service, surge_yaml
 
 pytestmark = pytest.mark.integration
@@ -20,42 +20,10 @@ pytestmark = pytest.mark.integration
 BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy"
 
 
-class Unavailable:
-    """A raw server that answers every request with a keep-alive 503 and counts them."""
-
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
-        self.requests = 0
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.answer, args=(conn,), daemon=True).start()
-
-    def answer(self, conn: socket.socket) -> None:
-        with conn:
-            while True:
-                try:
-                    if not conn.recv(65536):
-                        return
-                    self.requests += 1
-                    conn.sendall(BUSY)
-                except OSError:
-                    return
-
-    def close(self) -> None:
-        self.listener.shutdown(socket.SHUT_RDWR)
-        self.listener.close()
-
-
 @pytest.fixture
-def unavailable() -> Iterator[Unavailable]:
-    server = Unavailable()
+def unavailable() -> Iterator[RawUpstream]:
+    """Answers every request with a keep-alive 503."""
+    server = RawUpstream(lambda _: BUSY)
     yield server
     server.close()
 

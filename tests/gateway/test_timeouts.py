@@ -4,51 +4,23 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from gateway.raw_upstream import RawUpstream
 from gateway.stack import Wire, assert_problem, failed_count, service, surge_yaml
 
 pytestmark = pytest.mark.integration
 
 
-class StallingUpstream:
-    """Answers a head promising 100 bytes, sends 10, then goes quiet for a long time."""
-
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
-        self.connections: list[socket.socket] = []
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections.append(conn)
-            try:
-                conn.recv(65536)
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        self.listener.shutdown(socket.SHUT_RDWR)
-        self.listener.close()
-        for conn in self.connections:
-            conn.close()
-
-
 @pytest.fixture(scope="module")
-def stalling() -> Iterator[StallingUpstream]:
-    server = StallingUpstream()
+def stalling() -> Iterator[RawUpstream]:
+    """Answers a head promising 100 bytes, sends 10, then goes quiet."""
+    server = RawUpstream(
+        lambda _: b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
     yield server
     server.close()
 
