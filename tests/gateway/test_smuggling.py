@@ -8,13 +8,13 @@ than it was asked is never reused."""
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
 
+from gateway.raw_upstream import RawUpstream
 from gateway.stack import Wire, assert_problem, failed_count, request, service, surge_yaml
 
 pytestmark = pytest.mark.integration
@@ -226,22 +226,12 @@ TWO_ANSWERS = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" \
               b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nX-Stale: 1\r\n\r\nevil"
 
 
-class ScriptedUpstream:
+class ScriptedUpstream(RawUpstream):
     """A raw keep-alive server: answers each request with the bytes RESPONSES holds for its
     path (`/<key>`), or `fresh` with a Content-Length, until the gateway closes."""
 
     def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
-        threading.Thread(target=self.accept, daemon=True).start()
-
-    def accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return  # closed: the module is over
-            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+        super().__init__(lambda _: None)
 
     def serve(self, conn: socket.socket) -> None:
         with conn:
@@ -256,10 +246,6 @@ class ScriptedUpstream:
                         conn.sendall(RESPONSES.get(path, FRESH))
             except (OSError, IndexError):
                 pass
-
-    def close(self) -> None:
-        self.listener.shutdown(socket.SHUT_RDWR)   # wakes the blocked accept()
-        self.listener.close()
 
 
 @pytest.fixture(scope="module")
