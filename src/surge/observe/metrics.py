@@ -99,22 +99,8 @@ class GatewayCollector:
                                      labels=labels)
         pool = GaugeMetricFamily("surge_upstream_pool_connections", "Pooled connections",
                                  labels=[*labels, "state"])
-        ejections = CounterMetricFamily("surge_upstream_ejections", "Upstreams ejected by "
-                                        "outlier detection", labels=["service"])
-        refused = CounterMetricFamily("surge_upstream_ejections_refused", "Ejections refused "
-                                      "by max_ejected_percent", labels=["service"])
-        retries = CounterMetricFamily("surge_retries", "Requests retried on another upstream",
-                                      labels=["service"])
-        pending = GaugeMetricFamily("surge_pending_requests", "Requests waiting for an "
-                                    "upstream connection", labels=["service"])
-        exhausted = CounterMetricFamily("surge_retry_budget_exhausted", "Retries refused by "
-                                        "the service's retry budget", labels=["service"])
-        hedges = CounterMetricFamily("surge_hedges", "Second copies sent by hedged routes",
-                                     labels=["service"])
-        hedge_wins = CounterMetricFamily("surge_hedge_wins", "Hedged copies that answered "
-                                         "first", labels=["service"])
-        panic = GaugeMetricFamily("surge_service_panic", "1 while too few upstreams are healthy "
-                                  "and traffic spreads over all of them", labels=["service"])
+        per_service = [(family(name, text, labels=["service"]), read)
+                       for family, name, text, read in _SERVICE_FAMILIES]
         for service in self.services():
             name = service.name
             for up in service.upstreams.values():
@@ -124,16 +110,32 @@ class GatewayCollector:
                 inflight.add_metric(key, up.inflight)
                 pool.add_metric([*key, "open"], len(up.pool.conns))
                 pool.add_metric([*key, "idle"], len(up.pool.idle))
-            ejections.add_metric([name], service.ejections)
-            refused.add_metric([name], service.outlier.refused)
-            retries.add_metric([name], service.retries)
-            pending.add_metric([name], service.pending)
-            exhausted.add_metric([name], service.budget.exhausted)
-            panic.add_metric([name], int(service.panic))
-            hedges.add_metric([name], service.hedges)
-            hedge_wins.add_metric([name], service.hedge_wins)
-        yield from (healthy, ejected, inflight, pool, ejections, refused, retries, pending,
-                    exhausted, panic, hedges, hedge_wins)
+            for metric, read in per_service:
+                metric.add_metric([name], read(service))
+        yield from (healthy, ejected, inflight, pool)
+        yield from (metric for metric, _ in per_service)
+
+
+# One family per service figure: (kind, name, help, how to read it from a ServiceRuntime).
+_SERVICE_FAMILIES: tuple[tuple[Any, str, str, Callable[[Any], float]], ...] = (
+    (CounterMetricFamily, "surge_upstream_ejections", "Upstreams ejected by outlier detection",
+     lambda s: s.ejections),
+    (CounterMetricFamily, "surge_upstream_ejections_refused",
+     "Ejections refused by max_ejected_percent", lambda s: s.outlier.refused),
+    (CounterMetricFamily, "surge_retries", "Requests retried on another upstream",
+     lambda s: s.retries),
+    (GaugeMetricFamily, "surge_pending_requests", "Requests waiting for an upstream connection",
+     lambda s: s.pending),
+    (CounterMetricFamily, "surge_retry_budget_exhausted",
+     "Retries refused by the service's retry budget", lambda s: s.budget.exhausted),
+    (GaugeMetricFamily, "surge_service_panic",
+     "1 while too few upstreams are healthy and traffic spreads over all of them",
+     lambda s: int(s.panic)),
+    (CounterMetricFamily, "surge_hedges", "Second copies sent by hedged routes",
+     lambda s: s.hedges),
+    (CounterMetricFamily, "surge_hedge_wins", "Hedged copies that answered first",
+     lambda s: s.hedge_wins),
+)
 
 
 def _bound(value: float) -> str:
