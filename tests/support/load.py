@@ -104,6 +104,16 @@ class LoadLoop:
                         return
                 self._one(client)
 
+    def _count(self, outcome: int | str, failure: str | None) -> None:
+        """One answered or failed request (the caller holds `_lock`)."""
+        self._sent += 1
+        self.statuses[outcome] += 1
+        if failure is not None:
+            self._failed += 1
+            if len(self.failures) < self.keep_failures:
+                at = time.monotonic() - self._started_at
+                self.failures.append(f"at {at:.3f}s: {failure}")
+
     def _one(self, client: httpx.Client) -> None:
         failure = None
         try:
@@ -115,10 +125,4 @@ class LoadLoop:
             outcome = type(exc).__name__
             failure = f"{type(exc).__name__}: {exc}"
         with self._lock:
-            self._sent += 1
-            self.statuses[outcome] += 1
-            if failure is not None:
-                self._failed += 1
-                if len(self.failures) < self.keep_failures:
-                    at = time.monotonic() - self._started_at
-                    self.failures.append(f"at {at:.3f}s: {failure}")
+            self._count(outcome, failure)

@@ -101,7 +101,8 @@ class ClientConnection(asyncio.Protocol):
             self.ip = peer[0].encode()
         gw = self.gw
         gw.connections.add(self)
-        self.set_deadline(HEADER, gw.client_header_timeout)
+        self.deadline_kind = HEADER
+        self.deadline = gw.now() + gw.client_header_timeout
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel is not None:
@@ -296,9 +297,7 @@ class ClientConnection(asyncio.Protocol):
         if self.current is not ex:
             return
         self.current = None
-        if ex.counted:
-            ex.counted = False
-            self.gw.active -= 1
+        ex.release_slot()
         if not ex.keep_alive or self.gw.draining or self.closed:
             self.close()
             return
@@ -332,10 +331,6 @@ class ClientConnection(asyncio.Protocol):
             self.paused &= ~reason
             if not self.paused and not self.closed:
                 self.transport.resume_reading()
-
-    def set_deadline(self, kind: int, seconds: float) -> None:
-        self.deadline_kind = kind
-        self.deadline = self.gw.now() + seconds
 
     def deadline_passed(self) -> None:
         """Called by the gateway's sweeper when `deadline` is behind us."""

@@ -27,7 +27,7 @@ class Unasked(Exception):
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "pool", "transport", "parser", "exchange", "closed", "idle_since", "pending", "head",
-        "tunnel", "write_paused", "has_response", "ended",
+        "tunnel", "write_paused", "ended",
     )
 
     def __init__(self, pool: Pool) -> None:
@@ -42,7 +42,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.head: ResponseHead | None = None
         self.tunnel: asyncio.Transport | None = None
         self.write_paused = False
-        self.has_response = False
         # Set (to the upstream's keep-alive) when a response ends within a read; the exchange
         # hears of it after the whole read is parsed, so nothing after it goes unnoticed.
         self.ended: bool | None = None
@@ -61,7 +60,6 @@ class UpstreamConnection(asyncio.Protocol):
             # Bytes on an idle connection: the upstream is confused; never reuse it.
             self.close()
             return
-        self.has_response = True
         if self.head is None:
             self.pending = self.pending + data if self.pending else data
         client = exchange.client

@@ -60,7 +60,6 @@ class Pool:
         """A connection finished a response and may serve another."""
         conn.exchange = None
         conn.head = None
-        conn.has_response = False
         if self.closing or conn.closed:
             conn.close()
             return

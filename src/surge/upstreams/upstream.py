@@ -18,7 +18,7 @@ INITIAL_EWMA = 0.001
 class Upstream:
     __slots__ = (
         "address", "host", "port", "weight", "id", "inflight", "ewma", "healthy", "ejected",
-        "draining", "added_at", "slow_start", "requests", "failures", "pool", "panic",
+        "draining", "added_at", "slow_start", "failures", "pool", "panic",
     )
 
     def __init__(
@@ -39,7 +39,6 @@ class Upstream:
         self.draining = False
         self.added_at = added_at
         self.slow_start = slow_start
-        self.requests = 0
         self.failures = 0  # consecutive failed requests (passive checks)
         self.pool: Any = None  # its connection pool, set by the service
         self.panic = False  # its service is in panic mode: health is ignored
@@ -57,9 +56,6 @@ class Upstream:
         if ramp >= 1.0:
             return float(self.weight)
         return self.weight * max(0.1, ramp)
-
-    def observe_latency(self, seconds: float) -> None:
-        self.ewma += EWMA_ALPHA * (seconds - self.ewma)
 
     def __repr__(self) -> str:
         state = "eligible" if self.eligible else (

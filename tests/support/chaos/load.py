@@ -93,13 +93,7 @@ class MixedLoad(LoadLoop):
         sample = Sample(planned.kind, planned.request_id, failure is None, latency, upstream)
         with self._lock:
             self.samples.append(sample)
-            self._sent += 1
-            self.statuses[outcome] += 1
-            if failure is not None:
-                self._failed += 1
-                if len(self.failures) < self.keep_failures:
-                    at = time.monotonic() - self._started_at
-                    self.failures.append(f"at {at:.3f}s: {failure}")
+            self._count(outcome, failure)
 
     def _one(self, client: httpx.Client) -> None:
         planned = self.next_request()
