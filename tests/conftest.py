@@ -18,7 +18,8 @@ POSTGRES_URL = os.environ.get("SURGE_TEST_POSTGRES_URL", "postgresql://postgres@
 def _reachable(url: str, default_port: int) -> bool:
     parts = urlparse(url)
     try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), 1):
+        address = (parts.hostname or "127.0.0.1", parts.port or default_port)
+        with socket.create_connection(address, 1):
             return True
     except OSError:
         return False

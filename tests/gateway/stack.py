@@ -17,7 +17,8 @@ import httpx
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from support.processes import UpstreamProcess, free_port
+from support.processes import UpstreamProcess
+from surge.gateway.run import free_ports
 
 PROBLEM_TYPE = "application/problem+json"
 
@@ -38,7 +39,8 @@ def fast_health(**overrides: Any) -> dict[str, Any]:
 
 def surge_yaml(services: dict[str, Any], routes: list[dict[str, Any]], **gateway: Any) -> str:
     """A whole surge.yaml: listener and admin on free ports, access log off unless given."""
-    head = {"listen": f"127.0.0.1:{free_port()}", "admin": f"127.0.0.1:{free_port()}",
+    listen, admin = free_ports(2)  # bound together, so never the same port twice
+    head = {"listen": f"127.0.0.1:{listen}", "admin": f"127.0.0.1:{admin}",
             "access_log": "off", **gateway}
     return yaml.safe_dump({"gateway": head, "services": services, "routes": routes},
                           sort_keys=False)

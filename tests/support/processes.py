@@ -25,6 +25,7 @@ import psutil
 import yaml
 
 from support.load import LoadLoop
+from surge.gateway.run import free_ports
 
 __all__ = [
     "GatewayProcess", "LoadLoop", "ManagedProcess", "ProcessFailed", "UpstreamProcess",
@@ -232,7 +233,8 @@ def start_upstreams(n: int, tmp_path: Path, *, env: dict[str, str] | None = None
     to `u0`, `u1`, ... and are what `/name` answers. Stop them with `stop_all`."""
     names = list(names or [f"u{i}" for i in range(n)])
     assert len(names) == n, "one name per replica"
-    fleet = [UpstreamProcess(name, free_port(), tmp_path, env) for name in names]
+    fleet = [UpstreamProcess(name, port, tmp_path, env)
+             for name, port in zip(names, free_ports(len(names)), strict=True)]
     try:
         for upstream in fleet:
             upstream.start()
