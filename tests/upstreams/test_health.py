@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from surge.config import parse
 from surge.errors import IllegalTransition
-from surge.upstreams.health import Health, HealthState, expect_ok
+from surge.upstreams.health import (
+    NO_ANSWER_IN_TIME,
+    Check,
+    Health,
+    HealthState,
+    check_result,
+    expect_ok,
+)
+from surge.upstreams.service import ServiceRuntime
 
-P, F = True, False
+P, F, T = Check.PASSED, Check.FAILED, Check.TIMED_OUT
+# The same results while the upstream answers live requests (passive evidence it serves).
+P_, F_, T_ = ((result, "serving") for result in (P, F, T))
 
 
-def run(results: list[bool], rise: int = 2, fall: int = 3) -> tuple[list[str], list[bool]]:
+def run(results: list, rise: int = 2, fall: int = 3) -> tuple[list[str], list[bool]]:
     state = HealthState(rise, fall)
     states, flips = [], []
-    for passed in results:
-        flips.append(state.record(passed))
+    for item in results:
+        result, serving = item if isinstance(item, tuple) else (item, None)
+        flips.append(state.record(result, serving=serving is not None))
         states.append(state.state.value)
     return states, flips
 
@@ -63,12 +77,69 @@ def test_rise_and_fall_of_one_flip_on_every_change() -> None:
 
 def test_recording_after_removal_is_an_illegal_transition() -> None:
     state = HealthState(rise=2, fall=3)
-    state.record(True)
+    state.record(P)
     state.remove()
     with pytest.raises(IllegalTransition):
-        state.record(True)
+        state.record(P)
     with pytest.raises(IllegalTransition):
         state.remove()
+
+
+@pytest.mark.parametrize(
+    ("results", "states", "flips"),
+    [
+        pytest.param(
+            [P, T_, T_, T_, T_], ["healthy"] * 5, [True] + [False] * 4,
+            id="a busy upstream answering live requests survives any number of late checks",
+        ),
+        pytest.param(
+            [P, T, T, T], ["healthy", "healthy", "healthy", "unhealthy"],
+            [True, False, False, True],
+            id="a timeout with no live answers counts as a failure: a hung upstream falls",
+        ),
+        pytest.param(
+            [P, F_, F_, F_], ["healthy", "healthy", "healthy", "unhealthy"],
+            [True, False, False, True],
+            id="a refused or wrong answer counts even while the upstream serves",
+        ),
+        pytest.param(
+            [P, T, T, T_, T], ["healthy", "healthy", "healthy", "healthy", "unhealthy"],
+            [True, False, False, False, True],
+            id="an excused timeout neither adds to nor resets the failure streak",
+        ),
+        pytest.param(
+            [P, F, F, F, T_, T_, P, P],
+            ["healthy", "healthy", "healthy", "unhealthy", "unhealthy", "unhealthy",
+             "unhealthy", "healthy"],
+            [True, False, False, True, False, False, False, True],
+            id="an excused timeout is no pass: an unhealthy upstream still needs rise passes",
+        ),
+        pytest.param(
+            [T_, P], ["unknown", "healthy"], [False, True],
+            id="a new upstream is not admitted by an excused timeout, only by a pass",
+        ),
+    ],
+)
+def test_late_checks_of_a_serving_upstream_are_excused(
+    results: list, states: list[str], flips: list[bool]
+) -> None:
+    assert run(results) == (states, flips)
+
+
+def test_excused_checks_are_counted() -> None:
+    state = HealthState(rise=1, fall=1)
+    for result in (P, T, P):
+        state.record(result, serving=True)
+        state.record(result, serving=False)
+    assert state.excused == 1 and state.healthy
+
+
+@pytest.mark.parametrize(
+    ("status", "result"),
+    [(200, P), (503, F), (0, F), (NO_ANSWER_IN_TIME, T)],
+)
+def test_check_result_tells_a_timeout_from_a_failure(status: int, result: Check) -> None:
+    assert check_result(status, (200, 399)) is result
 
 
 def test_rise_or_fall_below_one_is_refused() -> None:
@@ -82,3 +153,21 @@ def test_rise_or_fall_below_one_is_refused() -> None:
 )
 def test_expect_ok_accepts_statuses_inside_the_range_inclusive(status: int, ok: bool) -> None:
     assert expect_ok(status, (200, 399)) is ok
+
+
+def test_a_service_excuses_a_late_check_only_within_interval_and_timeout_of_a_live_answer():
+    async def run() -> None:
+        config = parse("services: {a: {upstreams: ['127.0.0.1:1'], health: "
+                       "{interval: 1s, timeout: 500ms, rise: 1, fall: 1}}}\n"
+                       "routes: [{prefix: /, service: a}]")
+        service = ServiceRuntime("a", config.services["a"], connect_timeout=1.0)
+        up = service.add("127.0.0.1:1", 1, 0.0)
+        service.health_result(up, P, now=10.0)
+        up.answered_at = 10.0
+        service.health_result(up, T, now=11.5)  # answered 1.5 s ago: serving
+        assert up.healthy and service.checks_excused == 1
+        service.health_result(up, T, now=11.6)  # 1.6 s: no recent live answer
+        assert not up.healthy and service.checks_excused == 1
+        assert up not in service.eligible
+
+    asyncio.run(run())

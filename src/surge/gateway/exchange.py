@@ -483,6 +483,7 @@ class Exchange:
         now = now or self.client.gw.now()
         if ok:
             up.ewma += EWMA_ALPHA * (now - self.started - up.ewma)
+            up.answered_at = now
             if not up.failures:
                 return  # the common case: nothing for outlier detection to learn
         self.service.record(up, ok, now)

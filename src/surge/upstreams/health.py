@@ -7,6 +7,14 @@ prober does the I/O and feeds each result in).
     unhealthy --`rise` passes in a row--> healthy
     any --remove()--> removed          recording or removing again raises IllegalTransition
 
+A check that times out while the upstream is *serving* (it answered live requests recently) is
+excused: it counts neither way. A replica whose event loop is busy with queued requests answers
+its check late although it serves traffic fine; counting that as a failure ejects every busy
+replica at once exactly when load is highest (passive evidence outranks a late probe, as
+Linkerd and HAProxy's `observe` treat live traffic). A refused connection or a wrong answer
+always counts, and a timeout with no live answers counts, so a dead or hung upstream still
+falls after `fall` checks.
+
 Only `healthy` is eligible for traffic; `record()` says when that changes so the caller
 rebuilds the service's eligible set only then."""
 
@@ -24,13 +32,32 @@ class Health(StrEnum):
     REMOVED = "removed"
 
 
+class Check(StrEnum):
+    """What one active check found."""
+
+    PASSED = "passed"
+    FAILED = "failed"  # refused, reset, no valid answer or a status outside `expect`
+    TIMED_OUT = "timed_out"  # connected (or still connecting) but no answer in time
+
+
+# What `prober.probe` returns when the check timed out (no status code is negative).
+NO_ANSWER_IN_TIME = -1
+
+
 def expect_ok(status: int, expect: tuple[int, int]) -> bool:
     """Whether a check's response status is inside the expected range (both ends included)."""
     return expect[0] <= status <= expect[1]
 
 
+def check_result(status: int, expect: tuple[int, int]) -> Check:
+    """The verdict of one check from what `probe` returned."""
+    if status == NO_ANSWER_IN_TIME:
+        return Check.TIMED_OUT
+    return Check.PASSED if expect_ok(status, expect) else Check.FAILED
+
+
 class HealthState:
-    __slots__ = ("rise", "fall", "state", "streak")
+    __slots__ = ("rise", "fall", "state", "streak", "excused")
 
     def __init__(self, rise: int, fall: int) -> None:
         if rise < 1 or fall < 1:
@@ -41,17 +68,23 @@ class HealthState:
         # Consecutive results that argue against the current state (passes while unhealthy,
         # failures while healthy); any result agreeing with the state resets it.
         self.streak = 0
+        self.excused = 0  # timed-out checks not counted because the upstream was serving
 
     @property
     def healthy(self) -> bool:
         return self.state is Health.HEALTHY
 
-    def record(self, passed: bool) -> bool:
-        """Feed one check result; True when the healthy/unhealthy verdict flipped (unknown to
-        unhealthy is no flip: the upstream was not getting traffic and still does not)."""
+    def record(self, result: Check, serving: bool = False) -> bool:
+        """Feed one check result (`serving`: the upstream answered live requests since the
+        check before); True when the healthy/unhealthy verdict flipped (unknown to unhealthy
+        is no flip: the upstream was not getting traffic and still does not)."""
         state = self.state
         if state is Health.REMOVED:
             raise IllegalTransition("health check recorded for a removed upstream")
+        if result is Check.TIMED_OUT and serving:
+            self.excused += 1
+            return False
+        passed = result is Check.PASSED
         if state is Health.UNKNOWN:
             self.state = Health.HEALTHY if passed else Health.UNHEALTHY
             self.streak = 0

@@ -9,7 +9,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from surge.upstreams.health import expect_ok
+from surge.upstreams.health import NO_ANSWER_IN_TIME, Check, check_result
 
 if TYPE_CHECKING:
     from surge.upstreams.service import ServiceRuntime
@@ -19,7 +19,8 @@ log = logging.getLogger("surge.upstreams")
 
 
 async def probe(up: Upstream, path: str, timeout: float) -> int:
-    """The status code of one health request, or 0 when there was no valid answer."""
+    """The status code of one health request; NO_ANSWER_IN_TIME when `timeout` passed first,
+    0 when there was no valid answer (refused, reset, not HTTP)."""
     writer = None
     try:
         async with asyncio.timeout(timeout):
@@ -31,7 +32,9 @@ async def probe(up: Upstream, path: str, timeout: float) -> int:
         if len(parts) >= 2 and parts[0].startswith(b"HTTP/1.") and parts[1].isdigit():
             return int(parts[1])
         return 0
-    except (OSError, TimeoutError, ValueError):
+    except TimeoutError:
+        return NO_ANSWER_IN_TIME
+    except (OSError, ValueError):
         return 0
     finally:
         if writer is not None:
@@ -73,9 +76,9 @@ class Prober:
 
     async def check(self, up: Upstream, due: bool) -> None:
         spec = self.service.spec.health
-        passed = expect_ok(await probe(up, spec.path, spec.timeout), spec.expect)
-        self.service.health_result(up, passed)
-        if due and passed:
+        result = check_result(await probe(up, spec.path, spec.timeout), spec.expect)
+        self.service.health_result(up, result, time.monotonic())
+        if due and result is Check.PASSED:
             self.service.return_ejected(up)
 
     def check_soon(self, up: Upstream) -> None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from surge.errors import ClientError, NotFound
 from surge.upstreams.balancers import make_balancer
-from surge.upstreams.health import HealthState
+from surge.upstreams.health import Check, HealthState
 from surge.upstreams.outlier import OutlierDetector
 from surge.upstreams.pool import Pool
 from surge.upstreams.retry import RetryBudget
@@ -43,6 +43,7 @@ class ServiceRuntime:
         self._seen_ewma: dict[Upstream, float] = {}
         self.ejections = 0
         self.health_changes = 0
+        self.checks_excused = 0  # timed-out checks of serving upstreams (see health.py)
         self.spec: Any = None
         self.configure(spec)
 
@@ -166,11 +167,19 @@ class ServiceRuntime:
                         self.name, up.address, verdict.seconds, up.failures)
             self.refresh()
 
-    def health_result(self, up: Upstream, passed: bool) -> None:
+    def health_result(self, up: Upstream, result: Check, now: float) -> None:
+        """One active check's result. A timeout is excused while `up`
+        answered live requests within the last interval and timeout (`now`: the gateway's
+        clock, the one `answered_at` is stamped with)."""
         state = self.health.get(up)
         if state is None:
             return
-        if state.record(passed):
+        spec = self.spec.health
+        serving = now - up.answered_at <= spec.interval + spec.timeout
+        excused = state.excused
+        flipped = state.record(result, serving)
+        self.checks_excused += state.excused - excused
+        if flipped:
             up.healthy = state.healthy
             self.health_changes += 1
             log.info("service %s: upstream %s is %s", self.name, up.address,

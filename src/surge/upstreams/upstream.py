@@ -1,12 +1,14 @@
 """One upstream (a replica's address) and the live numbers the balancers read.
 
-The data path mutates only the plain counters here (`inflight`, `ewma`); health, ejection and
-draining are set by the control side, which then rebuilds the service's eligible list.
+The data path mutates only the plain counters here (`inflight`, `ewma`, `answered_at`); health,
+ejection and draining are set by the control side, which then rebuilds the service's eligible
+list.
 No I/O lives here."""
 
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Any
 
 # Weight of the newest latency sample in the moving average (about the last 10 requests).
@@ -18,7 +20,7 @@ INITIAL_EWMA = 0.001
 class Upstream:
     __slots__ = (
         "address", "host", "port", "weight", "id", "inflight", "ewma", "healthy", "ejected",
-        "draining", "added_at", "slow_start", "failures", "pool", "panic",
+        "draining", "added_at", "slow_start", "failures", "pool", "panic", "answered_at",
     )
 
     def __init__(
@@ -42,6 +44,9 @@ class Upstream:
         self.failures = 0  # consecutive failed requests (passive checks)
         self.pool: Any = None  # its connection pool, set by the service
         self.panic = False  # its service is in panic mode: health is ignored
+        # When it last answered a live request well (the gateway's clock): passive evidence
+        # that excuses a late active check (see health.py).
+        self.answered_at = -math.inf
 
     @property
     def eligible(self) -> bool:
