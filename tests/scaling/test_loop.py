@@ -14,9 +14,11 @@ import pytest
 
 from surge.jobs.queue import Queue
 from surge.observe.metrics import BUCKETS, GatewayStats
+from surge.scaling.groups import GroupSpec
 from surge.scaling.loop import ScalingLoop
+from surge.scaling.membership import NoGateway
 from surge.scaling.metrics import ProcessTree, ServiceTraffic, histogram_quantile
-from surge.scaling.supervisor import GroupSpec, Supervisor
+from surge.scaling.supervisor import Supervisor
 
 SLEEPER = f"{sys.executable} -c 'import time; time.sleep(60)'"
 
@@ -68,12 +70,12 @@ async def test_a_worker_group_scales_up_on_queue_depth_and_down_to_zero_when_it_
     queue = Queue("memory://")
     for _ in range(25):
         await queue.enqueue("send_email", _queue="default")
-    supervisor = Supervisor(None, [GroupSpec("mail", SLEEPER, replicas=0, gateway=False)],
+    supervisor = Supervisor(NoGateway(), [GroupSpec("mail", SLEEPER, replicas=0, gateway=False)],
                             grace=2.0)
     scaling = {"min": 0, "max": 4, "target": {"queue_depth_per_replica": 10},
                "scale_up": {"max_step": 4},
                "scale_down": {"stabilization": "0s", "max_step": "100%"}}
-    loop = ScalingLoop(supervisor, None, {"mail": scaling}, broker=queue.broker,
+    loop = ScalingLoop(supervisor, {"mail": scaling}, broker=queue.broker,
                        queues=("default",))
     try:
         decisions = await loop.tick(now=1000.0)

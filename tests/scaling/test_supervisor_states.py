@@ -10,6 +10,8 @@ import pytest
 
 from surge.config import parse
 from surge.errors import ConfigError, IllegalTransition
+from surge.scaling.groups import GroupSpec, Slot, groups_from_config, pick_victims
+from surge.scaling.process import check_commands
 from surge.scaling.replica import (
     BACKOFF_MAX,
     STABLE_UPTIME,
@@ -17,13 +19,6 @@ from surge.scaling.replica import (
     Replica,
     ReplicaState,
     restart_delay,
-)
-from surge.scaling.supervisor import (
-    GroupSpec,
-    Slot,
-    check_commands,
-    groups_from_config,
-    pick_victims,
 )
 
 S = ReplicaState

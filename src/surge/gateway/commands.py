@@ -74,7 +74,7 @@ def start_quickstart_replicas(config):  # type: ignore[no-untyped-def]
     import subprocess
 
     from surge.gateway.readiness import port_in_use, wait_for_port
-    from surge.scaling.supervisor import die_with_parent
+    from surge.scaling.process import die_with_parent
 
     replicas = []
     for service in config.services.values():

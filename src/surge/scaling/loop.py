@@ -19,9 +19,11 @@ from surge.admin.http import Request, Response, json_response
 from surge.admin.router import Router
 from surge.errors import BrokerError, ClientError
 from surge.jobs.states import JobState
+from surge.scaling.groups import groups_from_config
+from surge.scaling.membership import GatewayMembership
 from surge.scaling.metrics import EventLog, ProcessTree, ScalingCollector, ServiceTraffic
 from surge.scaling.policy import Decision, Policy, PolicySpec, Sample
-from surge.scaling.supervisor import Supervisor, groups_from_config
+from surge.scaling.supervisor import Supervisor
 
 log = logging.getLogger("surge.autoscaler")
 
@@ -43,13 +45,12 @@ class Scaled:
 
 
 class ScalingLoop:
-    def __init__(self, supervisor: Supervisor, gateway: Any, scaling: dict[str, Any], *,
+    def __init__(self, supervisor: Supervisor, scaling: dict[str, Any], *,
                  broker: Any = None, queues: tuple[str, ...] = (),
                  period: float | None = None, clock: Callable[[], float] = time.time) -> None:
         """`scaling` maps a supervised group to its `scaling` config block; `broker` (with the
         `queues` its workers serve) feeds queue depth to worker groups."""
         self.supervisor = supervisor
-        self.gateway = gateway
         self.events: EventLog = supervisor.events
         self.broker = broker
         self.queues = queues
@@ -58,15 +59,15 @@ class ScalingLoop:
         for name, group in supervisor.groups.items():
             block = scaling.get(name)
             spec = PolicySpec.from_config(block, control_period=period) if block else None
-            is_service = group.spec.gateway and gateway is not None
-            traffic = ServiceTraffic(gateway.stats, name) if is_service else None
+            stats = supervisor.membership.stats
+            traffic = ServiceTraffic(stats, name) if group.spec.gateway and stats else None
             self.scaled[name] = Scaled(name, spec, traffic)
         periods = [s.policy.spec.control_period for s in self.scaled.values() if s.policy]
         self.period = period or min(periods, default=2.0)
         self.task: asyncio.Task[None] | None = None
 
     @classmethod
-    def from_config(cls, config: Any, supervisor: Supervisor, gateway: Any,
+    def from_config(cls, config: Any, supervisor: Supervisor,
                     period: float | None = None) -> ScalingLoop:
         scaling = {n: s.scaling for n, s in config.services.items()
                    if s.process is not None and s.scaling is not None}
@@ -78,7 +79,7 @@ class ScalingLoop:
                 from surge.jobs.broker import broker_from_url
 
                 broker, queues = broker_from_url(config.jobs.broker), tuple(config.jobs.queues)
-        return cls(supervisor, gateway, scaling, broker=broker, queues=queues, period=period)
+        return cls(supervisor, scaling, broker=broker, queues=queues, period=period)
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self.run())
@@ -137,15 +138,14 @@ class ScalingLoop:
         rate = p95 = None
         if scaled.traffic is not None:
             rate, p95 = scaled.traffic.sample(time.monotonic())
-        services = self.gateway.snapshot.services if self.gateway is not None else {}
-        runtime = services.get(scaled.name)
+        upstreams = (await self.supervisor.membership.upstreams(scaled.name)
+                     if scaled.traffic is not None else {})
         samples = []
         trees = {}
         for name, pid in ready.items():
             tree = trees[pid] = scaled.trees.get(pid) or ProcessTree(pid)
             cpu, rss = tree.sample()
-            address = replicas[name].address
-            up = runtime.upstreams.get(address) if runtime is not None and address else None
+            up = upstreams.get(replicas[name].address or "")
             samples.append(Sample(
                 at=now, replica=name, cpu_percent=cpu, rss=rss,
                 inflight=up.inflight if up is not None else None,
@@ -199,8 +199,9 @@ class ScalingLoop:
 async def start_scaling(gateway: Any, config: Any, router: Router | None) -> ScalingLoop:
     """Everything scaling adds to a running gateway: the supervisor starting the replicas of
     `config`, the loop, the metrics collector and (with an admin API) the admin routes."""
-    supervisor = Supervisor(gateway, groups_from_config(config), drain=config.gateway.drain)
-    loop = ScalingLoop.from_config(config, supervisor, gateway)
+    supervisor = Supervisor(GatewayMembership(gateway), groups_from_config(config),
+                            drain=config.gateway.drain)
+    loop = ScalingLoop.from_config(config, supervisor)
     gateway.registry.register(ScalingCollector(supervisor, supervisor.events, loop.usage))
     if router is not None:
         register_routes(router, loop)
