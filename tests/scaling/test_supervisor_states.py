@@ -94,7 +94,7 @@ def test_a_crash_after_a_stable_run_starts_the_backoff_afresh():
 
 
 def _slot(name: str, state: ReplicaState, started_at: float) -> Slot:
-    return Slot(Replica("api", name, state=state, started_at=started_at))
+    return Slot(Replica("api", name, state=state, started_at=started_at), GroupSpec("api", "app"))
 
 
 def test_scale_in_takes_replicas_not_serving_first_then_the_newest_ready():

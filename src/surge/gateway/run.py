@@ -42,9 +42,12 @@ async def serve(config: Config, path: Path | None, *, reuse_port: bool = False,
         register_rate_limit_routes(admin_server.router, lambda: gateway.rate_limiting)
         await admin_server.start()
     # Imported here: scaling imports this module. Started after the gateway: replicas join it.
-    from surge.scaling.loop import start_scaling
+    from surge.scaling.control import start_scaling
+    from surge.scaling.membership import GatewayMembership
 
-    scaling = await start_scaling(gateway, config, admin_server.router if admin_server else None)
+    scaling = await start_scaling(GatewayMembership(gateway), config, gateway.registry,
+                                  admin_server.router if admin_server else None)
+    gateway.followers.append(scaling)
     jobs = JobsView.from_config(config, admin_server.router if admin_server else None)
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)

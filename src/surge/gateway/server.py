@@ -9,7 +9,7 @@ import logging
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -29,6 +29,15 @@ log = logging.getLogger("surge.gateway")
 
 SWEEP_INTERVAL = 0.1   # deadline resolution
 MAINTENANCE_EVERY = 10  # sweeps between pool and drain housekeeping (about a second)
+
+
+class ReloadFollower(Protocol):
+    """A part of the process that follows the config on reload (the supervisor): `check` may
+    refuse the new config before anything changes, `reconcile` acts once the gateway took it."""
+
+    def check(self, config: Config) -> None: ...
+
+    async def reconcile(self, config: Config) -> None: ...
 
 
 class Gateway:
@@ -58,6 +67,7 @@ class Gateway:
         self.rate_limiting: RateLimiting | None = None
         self.rate_limit_stats = RateLimitCollector(lambda: self.rate_limiting)
         self.registry.register(self.rate_limit_stats)  # type: ignore[arg-type]
+        self.followers: list[ReloadFollower] = []
         self.apply(config)
 
     # -- configuration ---------------------------------------------------------------------------
@@ -75,6 +85,8 @@ class Gateway:
         self.idle_timeout = g.timeouts.idle
         self.max_inflight = g.max_inflight
         self.set_rate_limiting(config)
+        # Admin changes of a service that left the config would come back with it.
+        self.dynamic = {name: d for name, d in self.dynamic.items() if name in config.services}
         self.rebuild()
         self.set_access_log(g.access_log)
 
@@ -238,7 +250,11 @@ class Gateway:
         if self.path is None:
             raise ClientError("this gateway was not started from a file")
         config = await self.loop.run_in_executor(None, load, self.path)
+        for follower in self.followers:
+            follower.check(config)
         self.apply(config)
+        for follower in self.followers:
+            await follower.reconcile(config)
         log.info("reloaded %s", self.path)
         return {"status": "reloaded", "services": len(config.services),
                 "routes": len(config.routes)}

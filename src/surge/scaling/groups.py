@@ -27,6 +27,12 @@ class GroupSpec:
     health_timeout: float = 1.0
     health_expect: Any = None
 
+    def same_process(self, other: GroupSpec) -> bool:
+        """Whether replicas started from `other` run what this spec would run (if not, a
+        rolling restart brings them up to date; health settings apply without one)."""
+        return (self.command, self.env, self.gateway) == (other.command, other.env,
+                                                          other.gateway)
+
 
 def groups_from_config(config: Any) -> list[GroupSpec]:
     """The replica groups a Config asks for: services with `process`, then `jobs.workers`."""
@@ -53,10 +59,12 @@ def _initial(replicas: int, scaling: Any) -> int:
 
 
 class Slot:
-    """One replica slot: its state machine, its task and the signal to retire it."""
+    """One replica slot: its state machine, its task, the signal to retire it, and the spec its
+    process was started from."""
 
-    def __init__(self, replica: Replica) -> None:
+    def __init__(self, replica: Replica, spec: GroupSpec) -> None:
         self.replica = replica
+        self.spec = spec
         self.retire = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.process: asyncio.subprocess.Process | None = None
@@ -70,11 +78,16 @@ class Group:
         self.slots: dict[str, Slot] = {}
         self.next_index = 1
         self.restarting = False
+        self.restart_task: asyncio.Task[int] | None = None
 
     @property
     def active(self) -> list[Slot]:
         """Slots that count towards the replica count: not asked to retire."""
         return [s for s in self.slots.values() if not s.retire.is_set()]
+
+    def outdated(self) -> list[Slot]:
+        """Active slots whose process runs a command or env the spec no longer has."""
+        return [s for s in self.active if not s.spec.same_process(self.spec)]
 
 
 def pick_victims(slots: list[Slot], count: int) -> list[Slot]:

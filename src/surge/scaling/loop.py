@@ -2,8 +2,9 @@
 samples (CPU and RSS of each ready replica's process tree, in-flight requests from the gateway,
 request rate and p95 latency from the deltas of its route counters, queue depth from the jobs
 broker), ask the pure policy (`policy.py`) for a Decision, apply it through the supervisor and
-keep it, inputs included, for `GET /api/scaling`. Also the admin routes of scaling.
-No decision logic here: the policy decides, the supervisor acts."""
+keep it, inputs included, for `GET /api/scaling`. A reload may track new groups, swap a
+group's policy or its broker (`control.py` decides when). No decision logic here: the policy
+decides, the supervisor acts."""
 
 from __future__ import annotations
 
@@ -15,13 +16,9 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from surge.admin.http import Request, Response, json_response
-from surge.admin.router import Router
-from surge.errors import BrokerError, ClientError
+from surge.errors import BrokerError, NotFound
 from surge.jobs.states import JobState
-from surge.scaling.groups import groups_from_config
-from surge.scaling.membership import GatewayMembership
-from surge.scaling.metrics import EventLog, ProcessTree, ScalingCollector, ServiceTraffic
+from surge.scaling.metrics import EventLog, ProcessTree, ServiceTraffic
 from surge.scaling.policy import Decision, Policy, PolicySpec, Sample
 from surge.scaling.supervisor import Supervisor
 
@@ -49,37 +46,76 @@ class ScalingLoop:
                  broker: Any = None, queues: tuple[str, ...] = (),
                  period: float | None = None, clock: Callable[[], float] = time.time) -> None:
         """`scaling` maps a supervised group to its `scaling` config block; `broker` (with the
-        `queues` its workers serve) feeds queue depth to worker groups."""
+        `queues` its workers serve) feeds queue depth to worker groups. `period` fixes the
+        control period (else the shortest of the policies')."""
         self.supervisor = supervisor
         self.events: EventLog = supervisor.events
         self.broker = broker
         self.queues = queues
+        self.jobs: tuple[str, tuple[str, ...]] | None = None  # the broker's URL and queues
         self.clock = clock
+        self.fixed_period = period
+        self.period = period or 2.0
         self.scaled: dict[str, Scaled] = {}
-        for name, group in supervisor.groups.items():
-            block = scaling.get(name)
-            spec = PolicySpec.from_config(block, control_period=period) if block else None
-            stats = supervisor.membership.stats
-            traffic = ServiceTraffic(stats, name) if group.spec.gateway and stats else None
-            self.scaled[name] = Scaled(name, spec, traffic)
-        periods = [s.policy.spec.control_period for s in self.scaled.values() if s.policy]
-        self.period = period or min(periods, default=2.0)
+        for name in supervisor.groups:
+            self.track(name, scaling.get(name))
         self.task: asyncio.Task[None] | None = None
 
     @classmethod
     def from_config(cls, config: Any, supervisor: Supervisor,
                     period: float | None = None) -> ScalingLoop:
-        scaling = {n: s.scaling for n, s in config.services.items()
-                   if s.process is not None and s.scaling is not None}
-        broker, queues = None, ()
-        if config.jobs is not None:
-            scaling |= {n: w.scaling for n, w in config.jobs.workers.items()
-                        if w.scaling is not None}
-            if config.jobs.workers:
-                from surge.jobs.broker import broker_from_url
+        loop = cls(supervisor, scaling_blocks(config), period=period)
+        loop.follow_jobs(config)
+        return loop
 
-                broker, queues = broker_from_url(config.jobs.broker), tuple(config.jobs.queues)
-        return cls(supervisor, scaling, broker=broker, queues=queues, period=period)
+    def track(self, name: str, block: Any) -> bool:
+        """Measure group `name`, with the policy of its `scaling` block (None: a fixed count).
+        A changed block swaps the policy (True); an unchanged one keeps it and its windows."""
+        spec = self.policy_spec(block)
+        scaled = self.scaled.get(name)
+        changed = scaled is not None and (scaled.policy and scaled.policy.spec) != spec
+        if scaled is None:
+            stats = self.supervisor.membership.stats
+            service = self.supervisor.group(name).spec.gateway
+            self.scaled[name] = Scaled(name, spec, ServiceTraffic(stats, name)
+                                       if service and stats is not None else None)
+        elif changed:
+            scaled.policy = Policy(spec) if spec is not None else None
+        self._set_period()
+        return changed
+
+    def untrack(self, name: str) -> None:
+        self.scaled.pop(name, None)
+        self._set_period()
+
+    def _set_period(self) -> None:
+        periods = [s.policy.spec.control_period for s in self.scaled.values() if s.policy]
+        self.period = self.fixed_period or min(periods, default=2.0)
+
+    async def enforce_bounds(self, name: str) -> None:
+        """Apply the bounds of a (new) policy now, before the next period: with no samples the
+        policy holds the count, but within its min (or schedule floor) and max."""
+        scaled = self.scaled[name]
+        if scaled.policy is not None:
+            await self.step(scaled, scaled.policy, [], self.clock())
+
+    def policy_spec(self, block: Any) -> PolicySpec | None:
+        """The policy for a `scaling` block; ConfigError when it is not a valid one."""
+        return PolicySpec.from_config(block, control_period=self.fixed_period) if block else None
+
+    def follow_jobs(self, config: Any) -> Any:
+        """Read queue depth from the broker of `config`'s jobs section (when it runs workers);
+        the broker it replaces, to be closed, if any."""
+        jobs = config.jobs
+        wanted = (jobs.broker, tuple(jobs.queues)) if jobs is not None and jobs.workers else None
+        if wanted == self.jobs:
+            return None
+        from surge.jobs.broker import broker_from_url
+
+        old, self.jobs = self.broker, wanted
+        self.broker = broker_from_url(wanted[0]) if wanted is not None else None
+        self.queues = wanted[1] if wanted is not None else ()
+        return old
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self.run())
@@ -106,10 +142,13 @@ class ScalingLoop:
     async def tick(self, now: float) -> dict[str, Decision]:
         """One control period: measure every group, decide and apply for the scaled ones."""
         decisions = {}
-        for name, scaled in self.scaled.items():
-            samples = await self.collect(scaled, now)
-            if scaled.policy is not None:
-                decisions[name] = await self.step(scaled, scaled.policy, samples, now)
+        for name, scaled in list(self.scaled.items()):
+            try:
+                samples = await self.collect(scaled, now)
+                if scaled.policy is not None:
+                    decisions[name] = await self.step(scaled, scaled.policy, samples, now)
+            except NotFound:  # removed by a reload meanwhile
+                continue
         return decisions
 
     async def step(self, scaled: Scaled, policy: Policy, samples: list[Sample],
@@ -196,47 +235,10 @@ class ScalingLoop:
         return {"control_period": self.period, "services": services}
 
 
-async def start_scaling(gateway: Any, config: Any, router: Router | None) -> ScalingLoop:
-    """Everything scaling adds to a running gateway: the supervisor starting the replicas of
-    `config`, the loop, the metrics collector and (with an admin API) the admin routes."""
-    supervisor = Supervisor(GatewayMembership(gateway), groups_from_config(config),
-                            drain=config.gateway.drain)
-    loop = ScalingLoop.from_config(config, supervisor)
-    gateway.registry.register(ScalingCollector(supervisor, supervisor.events, loop.usage))
-    if router is not None:
-        register_routes(router, loop)
-    await supervisor.start()
-    loop.start()
-    return loop
-
-
-def register_routes(router: Router, loop: ScalingLoop) -> None:
-    """`GET /api/scaling` and `POST /api/services/{name}/restart` (a rolling restart that runs
-    in the background: 202 at once, progress in /api/scaling)."""
-    supervisor = loop.supervisor
-    restarts: set[asyncio.Task[Any]] = set()
-
-    def scaling(request: Request) -> Response:
-        return json_response(loop.view())
-
-    async def restart(request: Request) -> Response:
-        name = request.params["name"]
-        if supervisor.group(name).restarting:
-            raise ClientError(f"a rolling restart of '{name}' is already running")
-        task = asyncio.get_running_loop().create_task(_restart(name))
-        restarts.add(task)
-        task.add_done_callback(restarts.discard)
-        await asyncio.sleep(0)  # let it mark the group as restarting before answering
-        return json_response({"service": name, "status": "restarting"}, 202)
-
-    async def _restart(name: str) -> None:
-        try:
-            result = await supervisor.restart(name)
-            loop.events.record(name, "restarted", f"rolling restart done: "
-                               f"{result['replaced']} replicas replaced")
-        except Exception as exc:
-            loop.events.record(name, "restart_failed", str(exc))
-            log.error("rolling restart of %s failed: %s", name, exc)
-
-    router.add("GET", "/api/scaling", scaling)
-    router.add("POST", "/api/services/{name}/restart", restart)
+def scaling_blocks(config: Any) -> dict[str, Any]:
+    """Supervised group -> its `scaling` block, for the groups that have one."""
+    blocks = {n: s.scaling for n, s in config.services.items()
+              if s.process is not None and s.scaling is not None}
+    if config.jobs is not None:
+        blocks |= {n: w.scaling for n, w in config.jobs.workers.items() if w.scaling is not None}
+    return blocks

@@ -25,7 +25,7 @@ from surge.scaling.groups import Group, GroupSpec, Slot, pick_victims
 from surge.scaling.membership import Membership
 from surge.scaling.metrics import EventLog
 from surge.scaling.replica import LIVE, Replica, ReplicaState
-from surge.scaling.rolling import rolling_restart
+from surge.scaling.rolling import start_rolling_restart
 
 log = logging.getLogger("surge.supervisor")
 
@@ -46,6 +46,8 @@ class Supervisor:
         self.grace = grace
         self.events = events or EventLog()
         self.now = now
+        self.tasks: set[asyncio.Task[None]] = set()  # every slot's, also of removed groups
+        self.stopping = False
 
     async def start(self) -> None:
         """Start every group's initial replicas (returns at once; they warm on their own)."""
@@ -54,10 +56,13 @@ class Supervisor:
 
     async def stop(self) -> None:
         """Drain and stop every replica; returns once all have exited."""
-        slots = [s for g in self.groups.values() for s in g.slots.values()]
-        for slot in slots:
-            slot.retire.set()
-        await asyncio.gather(*(s.task for s in slots if s.task), return_exceptions=True)
+        self.stopping = True
+        for group in self.groups.values():
+            if group.restart_task is not None:
+                group.restart_task.cancel()
+            for slot in group.slots.values():
+                slot.retire.set()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
 
     # -- scaling ---------------------------------------------------------------------------------
 
@@ -73,9 +78,24 @@ class Supervisor:
         for slot in pick_victims(active, len(active) - desired):
             self.retire(group, slot, reason or "scale-in")
 
-    async def restart(self, name: str) -> dict[str, Any]:
-        """A rolling restart of the group (`rolling.py`)."""
-        return await rolling_restart(self, name)
+    def restart(self, name: str, *, only_outdated: bool = False) -> asyncio.Task[int]:
+        """Begin a rolling restart of the group (`rolling.py`): of every replica, or only of
+        those whose command or env changed. ClientError if one runs already."""
+        return start_rolling_restart(self, self.group(name), only_outdated=only_outdated)
+
+    def add_group(self, spec: GroupSpec) -> Group:
+        """A new group with no replicas yet (`scale` starts them)."""
+        group = self.groups[spec.name] = Group(spec)
+        return group
+
+    def remove_group(self, name: str, reason: str) -> None:
+        """Forget the group; its replicas drain and stop in the background (`stop` still
+        waits for them)."""
+        group = self.groups.pop(name)
+        if group.restart_task is not None:
+            group.restart_task.cancel()
+        for slot in group.active:
+            self.retire(group, slot, reason)
 
     def group(self, name: str) -> Group:
         group = self.groups.get(name)
@@ -87,10 +107,14 @@ class Supervisor:
         name = f"{group.spec.name}-{group.next_index}"
         group.next_index += 1
         replica = Replica(group.spec.name, name, changed_at=self.now())
-        slot = Slot(replica)
+        slot = Slot(replica, group.spec)
         group.replicas[name] = replica
         group.slots[name] = slot
         slot.task = asyncio.get_running_loop().create_task(self._run(group, slot))
+        self.tasks.add(slot.task)
+        slot.task.add_done_callback(self.tasks.discard)
+        if self.stopping:
+            slot.retire.set()
         return slot
 
     def retire(self, group: Group, slot: Slot, reason: str) -> None:
@@ -129,7 +153,8 @@ class Supervisor:
 
     async def _life(self, group: Group, slot: Slot) -> int | None:
         """Run one process in the slot until it exits (its code) or is retired (None)."""
-        replica, spec = slot.replica, group.spec
+        replica = slot.replica
+        spec = slot.spec = group.spec  # a replacement runs what the group runs now
         port = free_ports(1)[0] if spec.gateway else None
         process = await proc.spawn(spec, replica.name, port)
         slot.process = process
