@@ -86,7 +86,8 @@ def test_a_route_rate_limit_is_a_flag_or_a_plan_and_cost(written, value):
 
 
 def test_max_step_keeps_a_count_or_a_percent_and_each_direction_has_its_own_defaults():
-    assert ScaleUp().model_dump() == {"stabilization": 0.0, "max_step": "100%"}
+    assert ScaleUp().model_dump() == {"stabilization": 0.0, "max_step": [4, "100%"]}
+    assert ScaleUp.model_validate({"max_step": ["2", "50%"]}).max_step == [2, "50%"]
     assert ScaleDown().model_dump() == {"stabilization": 300.0, "max_step": 1}
     assert ScaleDown.model_validate({"max_step": "50%"}).stabilization == 300.0
     assert ScaleUp.model_validate({"max_step": "4"}).max_step == 4

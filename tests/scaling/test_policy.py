@@ -86,7 +86,12 @@ def test_a_max_step_of_zero_forbids_that_direction():
 
 
 def test_a_spike_reaches_the_needed_count_in_successive_doublings():
-    assert run(Policy(spec()), [700] * 4, current=1) == [2, 4, 8, 10]
+    doubling = Rule(0.0, Step(percent=100))
+    assert run(Policy(spec(scale_up=doubling)), [700] * 4, current=1) == [2, 4, 8, 10]
+
+
+def test_by_default_a_spike_grows_by_four_replicas_or_doubling_whichever_is_more():
+    assert run(Policy(spec()), [700] * 3, current=1) == [5, 10, 10]  # HPA's default rule
 
 
 def test_a_spike_stops_at_max():
@@ -108,8 +113,7 @@ def test_a_dip_longer_than_the_window_scales_in_one_replica_per_period():
 def test_a_square_wave_faster_than_the_window_causes_no_oscillation():
     wave = ([350] * 10 + [70] * 10) * 15  # 20 s high, 20 s low, for 10 minutes
     counts = run(Policy(spec()), wave, current=1)
-    assert counts[:3] == [2, 4, 5]
-    assert counts[3:] == [5] * (len(wave) - 3)
+    assert counts == [5] * len(wave)
 
 
 @pytest.mark.parametrize(
@@ -206,7 +210,7 @@ def test_a_queue_worker_scales_to_zero_after_the_window_and_the_first_job_wakes_
     counts = queue_run(policy, depths, current=1)
     assert counts[:150] == [1] * 150  # the queue has not been empty for 300 s yet
     assert counts[150:152] == [0, 0]
-    assert counts[152:] == [1, 1, 2, 4]
+    assert counts[152:] == [1, 1, 5, 5]
     decision = Policy(policy.spec).decide([Sample(at=2.0, queue_depth=0)], 1, 2.0)
     assert decision.desired == 1  # a fresh policy has no history: the window is still open
 
@@ -267,7 +271,7 @@ def test_from_config_defaults_match_surge_yaml_and_read_attributes():
         min, max, target, scale_up, scale_down, schedule = 2, 5, {"cpu_percent": 50}, None, None, []
 
     parsed = PolicySpec.from_config(Block(), control_period=1.0)
-    assert (parsed.scale_up, parsed.scale_down) == (Rule(0.0, Step(percent=100)),
+    assert (parsed.scale_up, parsed.scale_down) == (Rule(0.0, Step(pods=4, percent=100)),
                                                    Rule(300.0, Step(pods=1)))
     assert parsed.control_period == 1.0
 

@@ -139,13 +139,15 @@ class _ScaleStep(SurgeModel):
 
     stabilization: Duration
     """Act on the most conservative proposal seen over this window."""
-    max_step: int | str
-    """Largest change in one step: a replica count (`1`) or a percent of the current count
-    (`100%`)."""
+    max_step: int | str | list[int | str]
+    """Largest change in one step: a replica count (`1`), a percent of the current count
+    (`100%`), or a list of both (`[4, 100%]`: whichever allows more)."""
 
     @field_validator("max_step", mode="before")
     @classmethod
     def _count_or_percent(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple) and value:
+            return [cls._count_or_percent(item) for item in value]
         text = str(value).strip()
         number = text[:-1] if text.endswith("%") else text
         if isinstance(value, bool) or not number.isdigit() or int(number) < 1:
@@ -155,13 +157,14 @@ class _ScaleStep(SurgeModel):
 
 
 class ScaleUp(_ScaleStep):
-    """How fast replicas are added: at once, by up to doubling per step."""
+    """How fast replicas are added: at once, by up to 4 replicas or doubling per step,
+    whichever is more (HPA's default rule, applied every control period)."""
 
     stabilization: Duration = 0.0
     """Act on the lowest proposal seen over this window."""
-    max_step: int | str = "100%"
-    """Most replicas added in one step: a count (`2`) or a percent of the current count
-    (`100%`)."""
+    max_step: int | str | list[int | str] = [4, "100%"]
+    """Most replicas added in one step: a count (`2`), a percent of the current count
+    (`100%`), or a list of both (whichever allows more)."""
 
 
 class ScaleDown(_ScaleStep):
