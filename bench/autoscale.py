@@ -21,9 +21,12 @@ after the step, the load steady at 200%). HPA's answer depends on where the step
 are the mean and the worst over them; the events listed are those of the first offset.
 
     .venv/bin/python bench/autoscale.py [--seed N] [--startup SECONDS] [--targets cpu]
+                                        [--ablation]
 
 `--targets cpu` drops the p95 target, leaving the CPU target alone: the case where a
-saturated CPU (it cannot pass 100%) hides how far demand went.
+saturated CPU (it cannot pass 100%) hides how far demand went. `--ablation` adds rows for
+surge with its scale-up step back at plain doubling, without the demand estimate, and both
+(the policy as it was before 2026-11-26), to show what each change is worth.
 
 The other half of the claim, measured on a real gateway and real replicas of the quickstart
 app under `surge load`'s generator (seconds to decision, p95 recovery, steady-phase events and
@@ -139,18 +142,27 @@ def main() -> None:
     parser.add_argument("--startup", type=float, default=5,
                         help="seconds until a replica is ready")
     parser.add_argument("--targets", choices=sorted(TARGETS), default="cpu+p95")
+    parser.add_argument("--ablation", action="store_true",
+                        help="also run surge with each change of 2026-11-26 undone")
     args = parser.parse_args()
     targets = TARGETS[args.targets]
     print(f"# bench/autoscale.py --seed {args.seed} --startup {args.startup:g} --targets "
           f"{args.targets}  (SIMULATED; {datetime.now(UTC):%Y-%m-%d}, "
           f"{platform.python_implementation()} {platform.python_version()})")
     print(f"# step {LOW:.0f} -> {HIGH:.0f} req/s; one replica serves {CAPACITY:.0f} req/s; "
-          f"startup {args.startup:g}s; targets {args.targets} (cpu 70%, p95 "
-          f"{P95_TARGET * 1000:.0f}ms); mean / worst over {len(OFFSETS)} step offsets")
+          f"startup {args.startup:g}s; targets cpu 70%"
+          + (f", p95 {P95_TARGET * 1000:.0f}ms" if targets.p95_latency else "")
+          + f"; mean / worst over {len(OFFSETS)} step offsets")
     print(f"{'':16} {'decision (s)':>13} {'enough (s)':>11} {'p95 back (s)':>13} {'peak':>5} "
           f"{'steady events':>14}")
     recovered = {}
-    for name, spec in (("surge defaults", SURGE), ("HPA defaults", HPA)):
+    runs_of = [("surge defaults", SURGE), ("HPA defaults", HPA)]
+    if args.ablation:
+        doubling = Rule(0.0, Step(percent=100))  # the scale-up default until 2026-11-26
+        runs_of += [("surge, doubling", replace(SURGE, scale_up=doubling)),
+                    ("surge, no demand", replace(SURGE, demand=False)),
+                    ("surge before", replace(SURGE, scale_up=doubling, demand=False))]
+    for name, spec in runs_of:
         spec = replace(spec, targets=targets)
         runs = [simulate(name, spec, args.seed, STEP_AT + offset, args.startup)
                 for offset in OFFSETS]

@@ -53,7 +53,7 @@ def stack(directory: Path, max_replicas: int) -> tuple[Path, str, str]:
         "gateway": {"listen": listen, "admin": admin, "access_log": "off"},
         "services": {"app": {
             "process": {"command": f"{sys.executable} {APP} --port {{port}}", "replicas": 1},
-            "health": {"path": "/healthz", "interval": "1s", "timeout": "1s", "rise": 1},
+            "health": {"path": "/healthz", "interval": "500ms", "timeout": "500ms", "rise": 1},
             "scaling": {"min": 1, "max": max_replicas,
                         "target": {"cpu_percent": 70, "p95_latency": "250ms"}},
         }},
@@ -112,13 +112,14 @@ def main() -> None:
             events = scaling(admin)["events"]
             with urllib.request.urlopen(f"http://{admin}/metrics", timeout=2) as answer:
                 refusals = [line for line in answer.read().decode().splitlines()
-                            if line.startswith("surge_requests_failed_total")]
+                            if line.startswith(("surge_requests_failed_total",
+                                                "surge_health_checks_excused_total"))]
         finally:
             os.killpg(gateway.pid, signal.SIGTERM)
             gateway.wait(30)
     report(args, capacity, started, seconds, events, result)
     if refusals:
-        print("gateway refusals: " + "; ".join(refusals))
+        print("gateway counters: " + "; ".join(refusals))
 
 
 def report(args: argparse.Namespace, capacity: float, started: float, seconds: list[Second],
@@ -160,6 +161,13 @@ def report(args: argparse.Namespace, capacity: float, started: float, seconds: l
                                              for e in others))
     print("events (s after step: from->to): " + " ".join(
         f"{e['at'] - step:.0f}:{e['replicas_from']}->{e['replicas_to']}" for e in scale))
+    ready = [e for e in events if e["kind"] == "ready" and e["at"] >= step]
+    starts = {e.get("replica"): e["at"] for e in events if e["kind"] == "started"}
+    print("replicas ready (s after step, start-up s): " + " ".join(
+        f"{e['at'] - step:.1f}({e['at'] - starts.get(e.get('replica'), e['at']):.1f})"
+        for e in ready))
+    print("answers per second after the step: " + " ".join(
+        f"{s.achieved_rate:.0f}" for s in seconds if s.at > args.before)[:400])
     print("p95 per second after the step (ms): " + " ".join(
         f"{s.p95 * 1000:.0f}" for s in seconds if s.at > args.before)[:600])
 
