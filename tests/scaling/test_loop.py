@@ -81,8 +81,11 @@ async def test_a_worker_group_scales_up_on_queue_depth_and_down_to_zero_when_it_
         decisions = await loop.tick(now=1000.0)
         assert decisions["mail"].desired == 3  # ceil(25 / 10), from zero in one step
         assert supervisor.count("mail") == 3
-        await asyncio.sleep(0.2)
-        processes = loop.view()["services"]["mail"]["processes"]
+        for _ in range(100):  # spawning takes a moment on a busy machine
+            processes = loop.view()["services"]["mail"]["processes"]
+            if [p["state"] for p in processes] == ["ready"] * 3:
+                break
+            await asyncio.sleep(0.05)
         assert [p["state"] for p in processes] == ["ready"] * 3
         assert all(psutil.pid_exists(p["pid"]) for p in processes)
 

@@ -45,11 +45,6 @@ def up_command(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"surge: cannot read {path}: {exc}", file=sys.stderr)
         return 2
-    if config.gateway.workers > 1 and (config.jobs and config.jobs.workers or any(
-            s.process for s in config.services.values())):
-        print(f"{path}: gateway.workers: replicas that surge runs ('process', 'jobs.workers') "
-              "need gateway.workers: 1 for now", file=sys.stderr)
-        return 2
     setup_logging(getattr(logging, args.log_level.upper()))
     replicas = start_quickstart_replicas(config) if quickstart else []
     try:

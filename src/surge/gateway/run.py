@@ -10,6 +10,7 @@ import signal
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import uvloop
 
@@ -29,8 +30,10 @@ def setup_logging(level: int = logging.INFO) -> None:
 
 
 async def serve(config: Config, path: Path | None, *, reuse_port: bool = False,
-                admin: str | None = None, ready: asyncio.Event | None = None) -> None:
-    """Run one gateway until SIGTERM/SIGINT, then drain and return."""
+                admin: str | None = None, ready: asyncio.Event | None = None,
+                worker: bool = False) -> None:
+    """Run one gateway until SIGTERM/SIGINT, then drain and return. A `worker` of
+    `workers: N` runs no replicas (its master does) and tells the master its state."""
     loop = asyncio.get_running_loop()
     gateway = Gateway(config, path, reuse_port=reuse_port)
     await gateway.start()
@@ -43,11 +46,17 @@ async def serve(config: Config, path: Path | None, *, reuse_port: bool = False,
         await admin_server.start()
     # Imported here: scaling imports this module. Started after the gateway: replicas join it.
     from surge.scaling.control import start_scaling
+    from surge.scaling.master import register_worker_routes
     from surge.scaling.membership import GatewayMembership
 
-    scaling = await start_scaling(GatewayMembership(gateway), config, gateway.registry,
-                                  admin_server.router if admin_server else None)
-    gateway.followers.append(scaling)
+    scaling = None
+    if worker:
+        assert admin_server is not None  # a worker's private admin API, for its master
+        register_worker_routes(admin_server.router, gateway)
+    else:
+        scaling = await start_scaling(GatewayMembership(gateway), config, gateway.registry,
+                                      admin_server.router if admin_server else None)
+        gateway.followers.append(scaling)
     jobs = JobsView.from_config(config, admin_server.router if admin_server else None)
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -64,26 +73,28 @@ async def serve(config: Config, path: Path | None, *, reuse_port: bool = False,
     if admin_server is not None:
         await admin_server.close()
     await gateway.shutdown()
-    await scaling.stop()  # replicas stop after the last request they serve has finished
+    if scaling is not None:
+        await scaling.stop()  # replicas stop after the last request they serve has finished
     if jobs is not None:
         await jobs.close()
     log.info("stopped")
 
 
-async def reload(gateway: Gateway) -> None:
-    """SIGHUP: re-read the file; an invalid one is refused and the old config keeps serving."""
+async def reload(control: Any) -> None:
+    """SIGHUP: re-read the file; an invalid one is refused and the old config keeps serving.
+    `control` is the Gateway, or the master of `workers: N`."""
     try:
-        await gateway.reload()
+        await control.reload()
     except ConfigError as exc:
         log.error("reload refused, the running config stays:\n  %s",
                   "\n  ".join(exc.problems))
     except OSError as exc:
-        log.error("reload refused, cannot read %s: %s", gateway.path, exc)
+        log.error("reload refused, cannot read %s: %s", control.path, exc)
 
 
 def run(config: Config, path: Path | None, *, reuse_port: bool = False,
-        admin: str | None = None) -> None:
-    uvloop.run(serve(config, path, reuse_port=reuse_port, admin=admin))
+        admin: str | None = None, worker: bool = False) -> None:
+    uvloop.run(serve(config, path, reuse_port=reuse_port, admin=admin, worker=worker))
 
 
 def free_ports(count: int) -> list[int]:
@@ -104,7 +115,7 @@ def run_worker(path: str, index: int, admin_port: int) -> None:
     setup_logging()
     logging.getLogger().handlers[0].setFormatter(logging.Formatter(
         f"%(asctime)s %(levelname)-7s worker-{index} %(name)s: %(message)s"))
-    run(load(path), Path(path), reuse_port=True, admin=f"127.0.0.1:{admin_port}")
+    run(load(path), Path(path), reuse_port=True, admin=f"127.0.0.1:{admin_port}", worker=True)
 
 
 if __name__ == "__main__":

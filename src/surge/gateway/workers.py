@@ -3,7 +3,10 @@
 The master supervises them (a worker that dies is replaced, with backoff), serves the public
 admin API and fans its changes out to every worker's private admin port; a replaced worker
 gets the admin changes replayed. `/metrics` merges the workers' families, each sample labelled
-with its `worker`. SIGTERM drains every worker; SIGHUP reloads every worker."""
+with its `worker`. It also runs the one supervisor of `process` and `jobs.workers` replicas and
+the one autoscaler loop, which see the workers as one gateway (`scaling/master.py`).
+SIGTERM drains every worker, then stops the replicas; SIGHUP (or `POST /api/reload`) reloads
+every worker, then reconciles the replicas."""
 
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from surge.admin.client import call, raise_for_problem
 from surge.admin.server import AdminServer
-from surge.config import Config
+from surge.config import Config, load
 from surge.gateway.ratelimit import RateLimiting, in_use, register_routes
 from surge.gateway.readiness import wait_for_port
 
@@ -64,7 +67,10 @@ class Master:
         self.config = config
         self.path = path
         self.workers = [Worker(i, path, port) for i, port in enumerate(ports)]
-        self.changes: list[tuple[str, str, Any]] = []  # admin changes, replayed on restart
+        # Upstreams added (weight) or drained (None) through the master: replayed into a
+        # replaced worker. One entry per address, however often the autoscaler changes it.
+        self.changes: dict[tuple[str, str], int | None] = {}
+        self.followers: list[Any] = []  # the supervisor, reconciled on reload
         self.stopping = False
         self.registry = CollectorRegistry()
         self.registry.register(self)  # type: ignore[arg-type]
@@ -86,17 +92,28 @@ class Master:
     async def add_upstream(self, service: str, address: str, weight: int) -> dict[str, Any]:
         body = {"address": address, "weight": weight}
         result = await self.fan_out("POST", f"/api/services/{service}/upstreams", body)
-        self.changes.append(("POST", f"/api/services/{service}/upstreams", body))
+        self.changes[service, address] = weight
         return json.loads(result)
 
     async def remove_upstream(self, service: str, address: str) -> None:
-        path = f"/api/services/{service}/upstreams/{address}"
-        await self.fan_out("DELETE", path)
-        self.changes.append(("DELETE", path, None))
+        await self.fan_out("DELETE", f"/api/services/{service}/upstreams/{address}")
+        self.changes[service, address] = None
 
     async def reload(self) -> dict[str, Any]:
-        result = await self.fan_out("POST", "/api/reload")
-        return json.loads(result)
+        """Every worker re-reads the file, then the replicas follow it; the supervisor may
+        refuse it first (a command not found), the workers too (they read the same file)."""
+        config = await asyncio.get_running_loop().run_in_executor(None, load, self.path)
+        for follower in self.followers:
+            follower.check(config)
+        result = json.loads(await self.fan_out("POST", "/api/reload"))
+        self.config = config
+        self.changes = {k: v for k, v in self.changes.items() if k[0] in config.services}
+        for follower in self.followers:
+            await follower.reconcile(config)
+        return result
+
+    def admin_ports(self) -> list[int]:
+        return [w.admin_port for w in self.workers if w.alive]
 
     def metrics_text(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
@@ -145,12 +162,23 @@ class Master:
             await asyncio.sleep(POLL_INTERVAL)
 
     async def replay(self, worker: Worker) -> None:
-        for method, path, body in self.changes:
+        for (service, address), weight in list(self.changes.items()):
+            if weight is not None:
+                method, path = "POST", f"/api/services/{service}/upstreams"
+            elif address in self.configured(service):
+                method, path = "DELETE", f"/api/services/{service}/upstreams/{address}"
+            else:
+                continue  # drained, and a new worker never had it
             try:
-                await call(worker.admin_port, method, path, body)
+                await call(worker.admin_port, method, path,
+                           {"address": address, "weight": weight} if weight is not None else None)
             except (OSError, TimeoutError) as exc:
                 log.warning("worker %d: could not replay %s %s: %s", worker.index, method,
                             path, exc)
+
+    def configured(self, service: str) -> set[str]:
+        spec = self.config.services.get(service)
+        return {u.address for u in spec.upstreams} if spec is not None else set()
 
     async def poll(self, worker: Worker) -> None:
         if not worker.alive:
@@ -180,7 +208,9 @@ def run_master(config: Config, path: Path) -> int:
 
 
 async def serve_master(config: Config, path: Path) -> int:
-    from surge.gateway.run import free_ports
+    from surge.gateway.run import free_ports, reload
+    from surge.scaling.control import start_scaling
+    from surge.scaling.master import WorkersMembership
 
     loop = asyncio.get_running_loop()
     master = Master(config, Path(path).resolve(), free_ports(config.gateway.workers))
@@ -198,20 +228,25 @@ async def serve_master(config: Config, path: Path) -> int:
         admin = AdminServer(master, host.strip("[]"), int(port))
         register_routes(admin.router, lambda: limiting)
         await admin.start()
+    # The workers listen: replicas can join them.
+    scaling = await start_scaling(WorkersMembership(master), config, master.registry,
+                                  admin.router if admin is not None else None)
+    master.followers.append(scaling)
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: master.signal_all(signal.SIGHUP))
-    supervisor = loop.create_task(master.supervise())
+    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload(master)))
+    watching = loop.create_task(master.supervise())
     await stop.wait()
     master.stopping = True
-    supervisor.cancel()
+    watching.cancel()
     log.info("stopping %d workers (drain up to %gs)", len(master.workers), config.gateway.drain)
     master.signal_all(signal.SIGTERM)
     deadline = loop.time() + config.gateway.drain + 5
     while any(w.alive for w in master.workers) and loop.time() < deadline:
         await asyncio.sleep(0.1)
     master.signal_all(signal.SIGKILL)
+    await scaling.stop()  # replicas stop once the workers have finished their requests
     if admin is not None:
         await admin.close()
     if limiting is not None:

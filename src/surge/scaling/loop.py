@@ -175,10 +175,11 @@ class ScalingLoop:
         replicas = self.supervisor.group(scaled.name).replicas
         ready = self.supervisor.pids(scaled.name)
         rate = p95 = None
+        upstreams = {}
         if scaled.traffic is not None:
+            # First: reading the upstreams also brings the route counters up to date.
+            upstreams = await self.supervisor.membership.upstreams(scaled.name)
             rate, p95 = scaled.traffic.sample(time.monotonic())
-        upstreams = (await self.supervisor.membership.upstreams(scaled.name)
-                     if scaled.traffic is not None else {})
         samples = []
         trees = {}
         for name, pid in ready.items():

@@ -25,16 +25,23 @@ class UpstreamState:
 
 
 class Membership(ABC):
+    """Replicas join and leave through `control`, what the admin API drives (the Gateway, or
+    the master of `workers: N`), with the same `add_upstream` and `remove_upstream`."""
+
     stats: GatewayStats | None = None  # route counters (ServiceTraffic reads them)
 
-    @abstractmethod
+    def __init__(self, control: Any) -> None:
+        self.control = control
+
     async def join(self, service: str, address: str) -> None:
         """Add the replica to its service; the gateway warms it before it gets traffic."""
+        await self.control.add_upstream(service, address, 1)
 
-    @abstractmethod
     async def leave(self, service: str, address: str) -> None:
         """No new requests for the replica (it drains); nothing when it is not a member, or
         already leaving."""
+        with contextlib.suppress(NotFound):
+            await self.control.remove_upstream(service, address)
 
     @abstractmethod
     async def upstreams(self, service: str) -> dict[str, UpstreamState]:
@@ -54,22 +61,18 @@ class GatewayMembership(Membership):
     """The `Gateway` running in this process."""
 
     def __init__(self, gateway: Any) -> None:
-        self.gateway = gateway
+        super().__init__(gateway)
         self.stats = gateway.stats
 
-    async def join(self, service: str, address: str) -> None:
-        await self.gateway.add_upstream(service, address, 1)
-
-    async def leave(self, service: str, address: str) -> None:
-        with contextlib.suppress(NotFound):
-            await self.gateway.remove_upstream(service, address)
-
     async def upstreams(self, service: str) -> dict[str, UpstreamState]:
-        return upstream_states(self.gateway, service)
+        return upstream_states(self.control, service)
 
 
 class NoGateway(Membership):
     """For a supervisor of job workers only: nothing to join."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
 
     async def join(self, service: str, address: str) -> None:
         raise NotFound(f"no gateway to add '{service}' replicas to")
