@@ -1,14 +1,19 @@
 """`gateway.workers: 2` with replicas that surge runs, with real processes: the master runs the
 one supervisor and the one autoscaler, every worker routes to every ready replica, a reload
-rolls a changed env out through both workers, and replicas scale up and back down under load
-on the in-flight counts and latency summed over the workers, with no failed request."""
+rolls a changed env out through both workers, replicas scale up and back down under load on
+the in-flight counts and latency summed over the workers, with no failed request, and a
+worker killed and replaced routes to the running replicas at once."""
 
 # ruff: noqa: F811  (test parameters named after the imported `gateway` fixture)
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from gateway.stack import eventually, metric, with_changes
@@ -21,7 +26,7 @@ pytestmark = pytest.mark.integration
 
 def _ports_served(url: str, requests: int = 20) -> set[int]:
     """The replica ports that answer, over fresh connections (spread over the workers)."""
-    return {httpx.get(f"{url}/", headers={"Connection": "close"}).json()["port"]
+    return {httpx.get(f"{url}/", headers={"Connection": "close"}).json().get("port")
             for _ in range(requests)}
 
 
@@ -76,3 +81,28 @@ def test_replicas_scale_up_and_down_on_load_summed_over_two_workers_with_no_fail
 def _measured(admin_url: str) -> bool:
     metrics = (scaling_view(admin_url)["last_decision"] or {}).get("metrics", {})
     return metrics.get("request_rate", 0) > 0 and metrics.get("p95_latency", 0) >= 0.1
+
+
+def _worker_pids(gw: Any) -> set[int]:
+    """The master's live gateway workers (not its replicas)."""
+    pids = set()
+    for child in psutil.Process(gw.pid).children():
+        with contextlib.suppress(psutil.Error):  # a zombie, or gone meanwhile
+            if "surge.gateway.run" in " ".join(child.cmdline()):
+                pids.add(child.pid)
+    return pids
+
+
+def test_a_replaced_worker_gets_the_running_replicas_at_once(gateway):
+    gw = gateway(scaled_yaml(replicas=2, workers=2))
+    eventually(lambda: len(ready(gw.admin_url)) == 2, 20, "two replicas ready")
+    ports = {int(p["address"].rpartition(":")[2]) for p in ready(gw.admin_url)}
+    before = _worker_pids(gw)
+    os.kill(min(before), signal.SIGKILL)
+    eventually(lambda: len(_worker_pids(gw) - before) == 1, 15, "the worker replaced")
+    eventually(lambda: _ports_served(gw.url, 40) == ports, 15,
+               "every worker routing to both replicas")
+    with LoadLoop(f"{gw.url}/", concurrency=4, rate=200, headers={"Connection": "close"}) as load:
+        load.wait_for(200)
+    assert load.failed == 0, load.summary()
+    assert {p["name"] for p in ready(gw.admin_url)} == {"app-1", "app-2"}  # none restarted

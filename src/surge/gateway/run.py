@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -23,6 +25,10 @@ from surge.jobs.gateway import JobsView
 
 log = logging.getLogger("surge.gateway")
 
+# How the master of `workers: N` hands a (replacement) worker the upstreams added or drained
+# through it: JSON, service -> address -> weight (None: drained).
+UPSTREAMS_ENV = "SURGE_WORKER_UPSTREAMS"
+
 
 def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, stream=sys.stderr,
@@ -33,9 +39,12 @@ async def serve(config: Config, path: Path | None, *, reuse_port: bool = False,
                 admin: str | None = None, ready: asyncio.Event | None = None,
                 worker: bool = False) -> None:
     """Run one gateway until SIGTERM/SIGINT, then drain and return. A `worker` of
-    `workers: N` runs no replicas (its master does) and tells the master its state."""
+    `workers: N` runs no replicas (its master does), starts with the upstreams its master
+    hands it, and tells the master its state."""
     loop = asyncio.get_running_loop()
     gateway = Gateway(config, path, reuse_port=reuse_port)
+    if worker:
+        gateway.follow_admin_changes(json.loads(os.environ.get(UPSTREAMS_ENV) or "{}"))
     await gateway.start()
     admin_server = None
     admin = admin or config.gateway.admin

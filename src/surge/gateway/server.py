@@ -246,6 +246,14 @@ class Gateway:
         self.dynamic.setdefault(service, {})[address] = None
         runtime.drain(address)
 
+    def follow_admin_changes(self, changes: dict[str, dict[str, int | None]]) -> None:
+        """Take upstreams added (weight) or drained (None) elsewhere, as if through this
+        admin API: a worker of `workers: N` starts with its master's."""
+        for service, addresses in changes.items():
+            if service in self.config.services:
+                self.dynamic.setdefault(service, {}).update(addresses)
+        self.rebuild()
+
     async def reload(self) -> dict[str, Any]:
         if self.path is None:
             raise ClientError("this gateway was not started from a file")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from surge.admin.server import AdminServer
 from surge.config import Config, load
 from surge.gateway.ratelimit import RateLimiting, in_use, register_routes
 from surge.gateway.readiness import wait_for_port
+from surge.gateway.run import UPSTREAMS_ENV
 
 log = logging.getLogger("surge.workers")
 
@@ -48,11 +50,13 @@ class Worker:
         self.view: list[dict[str, Any]] = []
         self.metrics = ""
 
-    def spawn(self) -> None:
+    def spawn(self, upstreams: dict[str, dict[str, int | None]] | None = None) -> None:
+        """Start the process; `upstreams` (service -> address -> weight, None for drained) are
+        in its first snapshot, before it accepts a connection."""
         self.started = time.monotonic()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "surge.gateway.run", str(self.path), str(self.index),
-             str(self.admin_port)])
+             str(self.admin_port)], env={**os.environ, UPSTREAMS_ENV: json.dumps(upstreams or {})})
         log.info("worker %d started (pid %d)", self.index, self.process.pid)
 
     @property
@@ -153,7 +157,7 @@ class Master:
                               code, delay)
                     worker.restarts += 1
                     await asyncio.sleep(delay)
-                    worker.spawn()
+                    worker.spawn(self.upstreams())
                     ok = await loop.run_in_executor(None, wait_for_port, "127.0.0.1",
                                                     worker.admin_port, 15.0)
                     if ok:
@@ -175,6 +179,13 @@ class Master:
             except (OSError, TimeoutError) as exc:
                 log.warning("worker %d: could not replay %s %s: %s", worker.index, method,
                             path, exc)
+
+    def upstreams(self) -> dict[str, dict[str, int | None]]:
+        """The changes made through the master, as a worker's gateway keeps them."""
+        nested: dict[str, dict[str, int | None]] = {}
+        for (service, address), weight in self.changes.items():
+            nested.setdefault(service, {})[address] = weight
+        return nested
 
     def configured(self, service: str) -> set[str]:
         spec = self.config.services.get(service)
