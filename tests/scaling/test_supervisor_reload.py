@@ -2,7 +2,8 @@
 with real replicas under load and no failed request: a changed env is rolled out one replica
 at a time; a new service with `process` starts its replicas and a removed one drains its
 in-flight requests before its replicas stop; changed scaling bounds and a changed fixed count
-apply at once; a reload naming a command that cannot be found is refused whole."""
+apply at once; a reload naming a command that cannot be found is refused whole. With
+`workers: 2` the master reconciles, and the removed service drains in every worker."""
 
 # ruff: noqa: F811  (test parameters named after the imported `gateway` fixture)
 from __future__ import annotations
@@ -69,8 +70,10 @@ def _drop_extra(data: dict[str, Any]) -> None:
     data["routes"] = [r for r in data["routes"] if r["service"] != "extra"]
 
 
-def test_a_new_service_starts_its_replicas_and_a_removed_one_drains_before_stopping(gateway):
-    text = scaled_yaml(replicas=1)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_new_service_starts_its_replicas_and_a_removed_one_drains_before_stopping(
+        gateway, workers):
+    text = scaled_yaml(replicas=1, workers=workers)
     gw = gateway(text)
     eventually(lambda: len(ready(gw.admin_url)) == 1, 15, "the app replica ready")
     with LoadLoop(f"{gw.url}/", concurrency=4, rate=100) as load:
