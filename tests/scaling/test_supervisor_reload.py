@@ -157,8 +157,9 @@ def test_a_reload_naming_a_command_that_cannot_be_found_is_refused_whole(gateway
     assert httpx.get(f"{gw.url}/").status_code == 200
 
 
-def test_job_workers_added_by_a_reload_start_and_removed_ones_stop(gateway, tmp_path):
-    text = scaled_yaml(replicas=1)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_job_workers_added_by_a_reload_start_and_removed_ones_stop(gateway, tmp_path, workers):
+    text = scaled_yaml(replicas=1, workers=workers)
     gw = gateway(text)
     eventually(lambda: len(ready(gw.admin_url)) == 1, 15, "the app replica ready")
 
