@@ -128,7 +128,7 @@ class Supervisor:
         replica = slot.replica
         try:
             while not slot.retire.is_set():
-                code = await self._life(group, slot)
+                code = await self._guarded_life(group, slot)
                 if code is None:  # retired while running: drained and stopped
                     break
                 delay = replica.exited(code, self.now(), expected=False)
@@ -150,6 +150,26 @@ class Supervisor:
         finally:
             group.slots.pop(replica.name, None)
             group.replicas.pop(replica.name, None)
+
+    async def _guarded_life(self, group: Group, slot: Slot) -> int | None:
+        """`_life`, where a failure once the process runs (a gateway worker that did not answer
+        the join, say) counts as a crash: the process is stopped, and started again after the
+        backoff unless the slot was retiring anyway."""
+        try:
+            return await self._life(group, slot)
+        except Exception:
+            replica = slot.replica
+            if replica.pid is None or slot.process is None:
+                raise  # it never started: the slot gives up (`_run`)
+            log.exception("supervising %s failed: stopping it to start it again", replica.name)
+            if replica.address is not None:
+                with contextlib.suppress(Exception):  # the gateway's checks will drop it
+                    await self.membership.leave(group.spec.name, replica.address)
+            code = await self._terminate(slot)
+            if slot.retire.is_set():
+                replica.exited(code, self.now(), expected=True)
+                return None
+            return code
 
     async def _life(self, group: Group, slot: Slot) -> int | None:
         """Run one process in the slot until it exits (its code) or is retired (None)."""
