@@ -91,6 +91,9 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=30.0,
                         help="the steady phase starts this long after the step")
     parser.add_argument("--max", type=int, default=4, help="scaling.max")
+    parser.add_argument("--connections", type=int, default=256,
+                        help="the generator's connections (requests due while all are busy wait "
+                             "for one, and that wait counts in their latency)")
     args = parser.parse_args()
     capacity = 1000 / args.work_ms
     low, high = args.low * capacity, args.high * capacity
@@ -105,7 +108,7 @@ def main() -> None:
             wait_ready(admin)
             seconds: list[Second] = []
             run = LoadRun(f"http://{listen}/work?ms={args.work_ms}", profile,
-                          duration=profile.duration, connections=256, timeout=10.0,
+                          duration=profile.duration, connections=args.connections, timeout=10.0,
                           admin=admin, on_second=seconds.append)
             started = time.time()
             result = uvloop.run(run.run())
@@ -139,7 +142,8 @@ def report(args: argparse.Namespace, capacity: float, started: float, seconds: l
     steady = [e for e in scale if e["at"] >= step + args.settle]
     peak = max([e["replicas_to"] for e in scale] + [1])
     print(f"# bench/autoscale_real.py --work-ms {args.work_ms} --high {args.high} --steady "
-          f"{args.steady:g} --settle {args.settle:g}  (REAL processes; "
+          f"{args.steady:g} --settle {args.settle:g} --connections {args.connections}  (REAL "
+          f"processes; "
           f"{datetime.now(UTC):%Y-%m-%d}, {os.cpu_count()} cores, "
           f"{platform.python_implementation()} {platform.python_version()})")
     print(f"# step {args.low * capacity:.0f} -> {args.high * capacity:.0f} req/s of "
