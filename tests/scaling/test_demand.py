@@ -67,3 +67,12 @@ def test_demand_changes_nothing_when_replicas_keep_up():
             for t in (2.0, 4.0) for i in range(4)]
     assert policy.decide(calm[:4], 4, 2.0).desired == 2  # 1.4 cores / 0.7, as CPU says
     assert policy.decide(calm[4:], 2, 4.0).reason.startswith("cpu_percent")
+
+
+def test_many_long_requests_in_flight_are_no_shortage_while_their_number_holds():
+    policy = Policy(PolicySpec(min=1, max=20, targets=Targets(cpu_percent=70),
+                               scale_up=UNLIMITED))
+    # 500 long polls held open, cheap to serve: 40% CPU, 100 answers/s.
+    polls = [[Sample(at=t, replica="r0", cpu_percent=40, request_rate=100, inflight=500)]
+             for t in (2.0, 4.0)]
+    assert [policy.decide(samples, 1, samples[0].at).desired for samples in polls] == [1, 1]

@@ -271,15 +271,15 @@ class Policy:
     def _demand_proposal(self, samples: list[Sample], current: int, target: float, now: float,
                          proposals: dict[str, int], notes: dict[str, str]) -> None:
         """Raise the CPU proposal to the cores demand needs (arrivals plus the queue drained
-        within one control period) when that is more: a CPU at 100% under-reports it."""
+        within one control period) when that is more: a CPU at 100% under-reports it. Only
+        while the queue grows faster than the tolerance allows: many requests in flight
+        alone are no sign of a shortage (long polls, streams, slow calls to a database)."""
         demand = self._demand.update(
             _per_replica(samples, "cpu_percent"), _per_replica(samples, "request_rate"),
             _per_replica(samples, "inflight"), now)
-        if demand is None:
-            return
+        if demand is None or demand.arriving <= demand.served * (1 + self.spec.tolerance):
+            return  # replicas keep up: the CPU reading shows the demand
         cores = demand.cores(self.spec.control_period)
-        if cores <= demand.served * demand.cost * (1 + self.spec.tolerance):
-            return  # the CPU reading shows the demand: replicas keep up
         needed = self._tracking_proposal(cores * 100 / target / current, current)
         if needed > proposals["cpu_percent"]:
             proposals["cpu_percent"] = needed
