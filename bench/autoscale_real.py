@@ -163,6 +163,8 @@ def report(args: argparse.Namespace, capacity: float, started: float, seconds: l
     if others:
         print("replica events: " + "; ".join(f"{e['at'] - step:.0f}s {e['message']}"
                                              for e in others))
+    if ups:
+        print(f"first scale-up: {ups[0]['message']}")
     print("events (s after step: from->to): " + " ".join(
         f"{e['at'] - step:.0f}:{e['replicas_from']}->{e['replicas_to']}" for e in scale))
     ready = [e for e in events if e["kind"] == "ready" and e["at"] >= step]
