@@ -64,7 +64,7 @@ class ClientConnection(asyncio.Protocol):
     __slots__ = (
         "gw", "transport", "parser", "ip", "current", "receiving", "queue", "paused",
         "write_paused", "deadline", "deadline_kind", "head_seen", "tunnel", "upgrade_buf",
-        "closed", "out", "head_lines", "refusal",
+        "closed", "out", "head_lines", "refusal", "host_ok",
     )
 
     def __init__(self, gw: Gateway) -> None:
@@ -88,6 +88,7 @@ class ClientConnection(asyncio.Protocol):
         self.closed = False
         # A refusal (status, type, detail, exchange) waiting for the answers ahead of it.
         self.refusal: tuple[int, str, str, Exchange | None] | None = None
+        self.host_ok = b""  # the last Host header found valid on this connection
         # While not None, writes are collected and sent as one: the upstream connection sets
         # it around each read, so a response head, body and last chunk cost one system call.
         self.out: list[bytes] | None = None
@@ -220,10 +221,10 @@ class ClientConnection(asyncio.Protocol):
                     ex.hop = frozenset(named).union(ex.hop or ())
             return
         if lname == b"host":
-            if ex.host is not None or not _HOST.fullmatch(value):
+            if ex.host is not None or (value != self.host_ok and not _HOST.fullmatch(value)):
                 raise Refused(400, "bad-request", "a request needs one valid Host header",
                               "invalid_host")
-            ex.host = value
+            ex.host = self.host_ok = value  # a connection's requests name the same host
         elif lname == b"cookie":
             ex.cookie = value
         elif lname == b"idempotency-key":

@@ -109,13 +109,14 @@ class Exchange:
         gw.active += 1
         self.counted = True
         target = self.target
-        if not target.startswith(b"/"):
+        if not target or target[0] != 47:  # b"/"
             self.fail(400, "bad-request", "only origin-form request targets are accepted",
                       "invalid_target")
             return
         path, _, query = target.partition(b"?")
-        host = self.host.partition(b":")[0].decode("latin-1") if self.host else None
         routes = gw.snapshot.routes
+        host = (self.host.partition(b":")[0].decode("latin-1")
+                if routes.uses_host and self.host else None)
         found = routes.table.match(self.method.decode("latin-1"), path.decode("latin-1"), host,
                                    self.header_map() if routes.uses_headers else _EMPTY)
         if found is None:
@@ -326,8 +327,7 @@ class Exchange:
         self.status = status
         self.deadline = 0.0
         client = self.client
-        parts = [b"HTTP/1.1 %d " % status, head.reason, head.block,
-                 b"\r\nX-Request-ID: ", self.request_id, _CRLF, self.extra_headers]
+        parts = [head.status_line(status), self.request_id, _CRLF, self.extra_headers]
         service = self.service
         if service.sticky_cookie and not self.sticky_hit:
             parts += (b"Set-Cookie: ", service.sticky_cookie, b"=", self.upstream.id.encode(),

@@ -40,12 +40,13 @@ def chunk(data: bytes) -> bytes:
 LAST_CHUNK = b"0\r\n\r\n"
 
 
-# Response heads are filtered as bytes with a few C-level calls (one case-insensitive regex
-# substitution cuts every hop-by-hop line) instead of one Python callback per header. llhttp
-# has already refused a space before a colon.
-_HOP_LINE = re.compile(
-    rb"\r\n(?:connection|keep-alive|proxy-connection|te|trailer|transfer-encoding|upgrade|"
-    rb"proxy-authenticate|proxy-authorization):[^\r]*", re.IGNORECASE)
+# Response heads are read as bytes with a few C-level calls: one pass of a regex over the
+# lower-cased head finds the lines the gateway acts on (framing and hop-by-hop), and the block
+# is cut around them, instead of one Python callback per header. llhttp has already checked
+# the head's grammar (no space before a colon, no bare CR or LF).
+_RESPONSE_SPECIAL = re.compile(
+    rb"\r\n(content-length|transfer-encoding|connection|keep-alive|proxy-connection|te|"
+    rb"trailer|upgrade|proxy-authenticate|proxy-authorization):[ \t]*([^\r]*)")
 _UPGRADE_LINE = re.compile(rb"\r\n(?:connection|upgrade):[^\r]*", re.IGNORECASE)
 _PLAIN_TOKENS = frozenset({b"keep-alive", b"close", b"upgrade"})
 
@@ -54,35 +55,57 @@ class ResponseHead:
     """An upstream's response head, ready to be re-sent: `block` holds the end-to-end header
     lines, each preceded by CRLF; `length` is -1 without Content-Length."""
 
-    __slots__ = ("reason", "block", "length", "chunked", "raw")
+    __slots__ = ("reason", "block", "length", "chunked", "raw", "start")
 
     def __init__(self, raw: bytes) -> None:
-        first = raw.find(b"\r\n")
+        low = raw.lower()
+        first = low.find(b"\r\n")
         if first < 0:
             first = len(raw)
         parts = raw[:first].split(b" ", 2)
         self.reason = parts[2] if len(parts) > 2 else b""
-        self.raw = block = raw[first:]
-        low = block.lower()
-        at = low.find(b"\r\ncontent-length:")
-        if at < 0:
-            self.length = -1
-        else:
-            end = low.find(b"\r\n", at + 17)
-            value = low[at + 17:end if end >= 0 else len(low)].strip()
-            self.length = int(value) if value.isdigit() else -1
-        self.chunked = low.find(b"\r\ntransfer-encoding:") >= 0
-        block = _HOP_LINE.sub(b"", block)
-        at = low.find(b"\r\nconnection:")
-        while at >= 0:
-            end = low.find(b"\r\n", at + 2)
-            value = low[at + 13:end if end >= 0 else len(low)].strip()
-            if value not in _PLAIN_TOKENS:  # Connection names more hop-by-hop headers
-                for name in connection_tokens(value) - _PLAIN_TOKENS:
-                    block = re.sub(rb"\r\n" + re.escape(name) + rb":[^\r]*", b"", block,
-                                   flags=re.IGNORECASE)
-            at = low.find(b"\r\nconnection:", at + 2)
+        self.raw = raw
+        self.start = b""
+        self.length = -1
+        self.chunked = False
+        cuts: list[int] = []
+        named: set[bytes] | None = None
+        for found in _RESPONSE_SPECIAL.finditer(low, first):
+            name = found[1]
+            if name == b"content-length":
+                value = found[2].rstrip(b" \t")
+                if value.isdigit():
+                    self.length = int(value)
+                continue
+            cuts += found.span()
+            if name == b"transfer-encoding":
+                self.chunked = True
+            elif name == b"connection":
+                value = found[2].rstrip(b" \t")
+                if value not in _PLAIN_TOKENS:  # Connection names more hop-by-hop headers
+                    named = (named or set()) | (connection_tokens(value) - _PLAIN_TOKENS)
+        if not cuts:
+            self.block = raw[first:]
+            return
+        pieces = [raw[first:cuts[0]]]
+        for at in range(1, len(cuts) - 1, 2):
+            pieces.append(raw[cuts[at]:cuts[at + 1]])
+        pieces.append(raw[cuts[-1]:])
+        block = b"".join(pieces)
+        if named:
+            for name in named:
+                block = re.sub(rb"\r\n" + re.escape(name) + rb":[^\r]*", b"", block,
+                               flags=re.IGNORECASE)
         self.block = block
+
+    def status_line(self, status: int) -> bytes:
+        """The head as the client gets it, up to the value of the X-Request-ID line the
+        gateway adds; made once per head (heads are reused, see `Pool.last_head`)."""
+        start = self.start
+        if not start:
+            start = self.start = (b"HTTP/1.1 %d %s%s\r\nX-Request-ID: "
+                                  % (status, self.reason, self.block))
+        return start
 
     def upgrade_lines(self) -> bytes:
         """The Connection and Upgrade lines, forwarded only with a 101 answer."""

@@ -57,13 +57,14 @@ class RouteRuntime:
 
 class Routes:
     """The route table (`table.match` returns a `Route` whose `.source` is a RouteRuntime) and
-    the one fact the data path asks before building a header map."""
+    the facts the data path asks before reading a request's host or building a header map."""
 
-    __slots__ = ("table", "uses_headers")
+    __slots__ = ("table", "uses_headers", "uses_host")
 
     def __init__(self, routes: list[RouteRuntime]) -> None:
         self.table = RouteTable(routes)
         self.uses_headers = any(r.headers for r in routes)
+        self.uses_host = any(r.host for r in routes)
 
 
 @dataclass(frozen=True)

@@ -122,7 +122,13 @@ class UpstreamConnection(asyncio.Protocol):
             # Tunnelled, the client's next requests would reach this upstream unrouted.
             raise Unasked("101 Switching Protocols to a request that asked for no upgrade")
         self.pending = b""
-        self.head = head = ResponseHead(raw[:end])
+        raw = raw[:end]
+        head = self.pool.last_head
+        if head is None or head.raw != raw:
+            # Answers from one upstream often repeat their head byte for byte (same status,
+            # headers and length within the second of the Date header): read it once.
+            head = self.pool.last_head = ResponseHead(raw)
+        self.head = head
         if self.exchange is not None:
             self.exchange.response_head(status, head)
 

@@ -15,6 +15,7 @@ from surge.upstreams.connection import UpstreamConnection
 
 if TYPE_CHECKING:
     from surge.gateway.exchange import Exchange
+    from surge.gateway.headers import ResponseHead
     from surge.upstreams.service import ServiceRuntime
     from surge.upstreams.upstream import Upstream
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 class Pool:
     __slots__ = (
         "upstream", "service", "loop", "max_connections", "idle", "conns", "connecting",
-        "waiters", "closing",
+        "waiters", "closing", "last_head",
     )
 
     def __init__(self, upstream: Upstream, service: ServiceRuntime) -> None:
@@ -35,6 +36,7 @@ class Pool:
         self.connecting = 0
         self.waiters: deque[Exchange] = deque()
         self.closing = False
+        self.last_head: ResponseHead | None = None  # the head last read on this pool
 
     @property
     def size(self) -> int:
