@@ -164,3 +164,32 @@ async def test_a_store_that_hangs_is_given_up_on_within_the_timeout(throwaway_re
     assert not decision.allowed and lim.store_errors == 1
     assert waited < 1.0  # bounded by the 0.2 s store timeout, never a hang
     await lim.close()
+
+
+def test_the_gates_shortcut_agrees_with_its_decide():
+    """A caller taking the gate's shortcut inline, as its docs say, gets the same answers,
+    counts and remaining quota as one that always calls `decide`."""
+    inline, plain = limiter(), limiter()
+    g, h = inline.gate("premium"), plain.gate("premium")
+    assert g.table is not None and g.lines == h.decide("warm", 0.0)[1]
+
+    def take(identity: str, now: float) -> tuple[bool, bytes]:
+        state = g.table.get(identity)
+        if state.__class__ is float and state < now:
+            g.table[identity] = now + g.step
+            g.plan.allowed += 1
+            return True, g.lines
+        return g.decide(identity, now)
+
+    h.plan.allowed = 0
+    times = [0.0, 0.5, 0.5, 0.52, 0.6, 3.0, 3.001] + [3.002] * 120
+    assert [take("a", t) for t in times] == [h.decide("a", t) for t in times]
+    assert inline.counters() == plain.counters()
+
+
+def test_a_plan_with_several_limits_has_no_shortcut_but_the_same_gate():
+    lim = limiter()
+    gate = lim.gate("free")
+    assert gate.table is None
+    assert [gate.decide("a", 0.0)[0] for _ in range(11)] == [True] * 10 + [False]
+    assert lim.counters()["plans"]["free"]["rejected"] == 1

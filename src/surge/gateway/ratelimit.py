@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,6 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from surge.admin.http import Request, Response, json_response
 from surge.errors import ClientError, NotFound, RateLimited, Unauthorized
 from surge.gateway.policy import Answer, RoutePolicy, Verdict
-from surge.ratelimit.algorithms import Decision
 from surge.ratelimit.identity import Identifier
 from surge.ratelimit.keys import KeyInfo, open_key_store
 from surge.ratelimit.limiter import Limiter
@@ -39,78 +39,108 @@ _UNAUTHORIZED = Unauthorized.status, Unauthorized.type
 _LIMITED = RateLimited.status, RateLimited.type
 _NONE: dict[str, str] = {}
 _NO_HEADERS: Callable[[str], str | None] = _NONE.get
+_NAME = operator.itemgetter(0)
 PEER_CACHE = 65536  # peer addresses whose identity is kept; past it the cache starts over
+PLAIN_NAMES = 512  # header names learnt as irrelevant to identity; past it none are added
 
 
 class RateLimitPolicy(RoutePolicy):
-    """`rate_limit: true | {plan: NAME} | {cost: N}` on one route."""
+    """`rate_limit: true | {plan: NAME} | {cost: N}` on one route.
 
-    __slots__ = ("limiter", "identifier", "local", "wanted", "trusts_proxies", "by_peer",
-                 "plan", "cost", "detail")
+    The common request carries no API key and counts by its peer address. It is recognised by
+    its header names alone (all in `plain`: exact-case names seen before that identification
+    never reads; checked in C), its identity comes from a per-address cache, and a key with
+    its whole quota takes the limiter gate's shortcut inline: one float compared and stored,
+    prebuilt header lines. Everything else goes through `identify` and the gate's `decide`,
+    or the remote store."""
+
+    __slots__ = ("limiter", "identifier", "wanted", "trusts_proxies", "by_peer", "plain",
+                 "plan", "cost", "gates", "limited", "table", "step", "lines", "counts")
 
     def __init__(self, limiting: RateLimiting, plan: str | None = None, cost: int = 1) -> None:
         self.limiter = limiter = limiting.limiter
         self.identifier = identifier = limiting.identifier
-        self.local = limiter.is_local
         # the only request headers identification may read (lower-case, as bytes)
         self.wanted = {b"authorization", b"x-api-key"}
         if identifier.header is not None:
             self.wanted.add(identifier.header.encode("latin-1"))
         self.trusts_proxies = bool(identifier.trusted.networks)
         # when a keyless request counts by its peer address alone, its identity is cached
-        self.by_peer: dict[bytes, str] | None = (
-            {} if identifier.header is None and not self.trusts_proxies else None)
+        by_peer = identifier.header is None and not self.trusts_proxies
+        self.by_peer: dict[bytes, str] = {}
+        self.plain: set[bytes] | None = set() if by_peer else None
         self.plan = limiter.plan(plan).name  # an unknown plan fails here, not per request
         self.cost = cost
-        self.detail: dict[str, str] = {
-            name: f"rate limit of plan '{name}' exceeded" for name in limiter.plans}
+        self.gates = ({name: limiter.gate(name, cost) for name in limiter.plans}
+                      if limiter.is_local else {})
+        self.limited = {name: Answer(*_LIMITED, f"rate limit of plan '{name}' exceeded",
+                                     "rate_limited") for name in limiter.plans}
+        gate = self.gates.get(self.plan)  # the route plan's shortcut, when it has one
+        self.table = gate.table if gate is not None else None
+        self.step, self.lines = (gate.step, gate.lines) if gate is not None else (0.0, b"")
+        self.counts = gate.plan if gate is not None else None
 
     def before(self, exchange: Exchange) -> Verdict | Awaitable[Verdict]:
-        found: dict[str, str] | None = None
-        wanted = self.wanted
+        plain = self.plain
+        if plain is None or not plain.issuperset(map(_NAME, exchange.headers)):
+            return self.identified(exchange)
+        ip = exchange.client.ip
+        identity = self.by_peer.get(ip) or self.peer_identity(ip)
+        table = self.table
+        if table is not None:
+            now = exchange.started  # the gateway's clock, time.monotonic, is the limiter's
+            state = table.get(identity)
+            if state.__class__ is float and state < now:  # Gate's shortcut: a full quota
+                table[identity] = now + self.step
+                self.counts.allowed += 1  # type: ignore[union-attr]  # set with table
+                exchange.extra_headers += self.lines
+                return None
+        return self.decided(exchange, identity, self.plan)
+
+    def identified(self, exchange: Exchange) -> Verdict | Awaitable[Verdict]:
+        try:
+            identity, plan = self.identify(exchange)
+        except Unauthorized as error:
+            return Answer(*_UNAUTHORIZED, str(error), "unauthorized")
+        return self.decided(exchange, identity, plan)
+
+    def decided(self, exchange: Exchange, identity: str,
+                plan: str) -> Verdict | Awaitable[Verdict]:
+        gate = self.gates.get(plan)
+        if gate is None:
+            return self.remote(exchange, identity, plan)
+        allowed, lines = gate.decide(identity, exchange.started)
+        exchange.extra_headers += lines
+        return None if allowed else self.limited[plan]
+
+    def identify(self, exchange: Exchange) -> tuple[str, str]:
+        """(identity, plan) from the headers identification reads; header names found not to
+        matter are learnt into `plain`. Raises Unauthorized for a bad or revoked key."""
+        found: dict[str, str] = {}
+        wanted, plain = self.wanted, self.plain
         for name, value in exchange.headers:
             lname = name.lower()
             if lname in wanted:
-                if found is None:
-                    found = {}
                 found[lname.decode("latin-1")] = value.decode("latin-1")
-        by_peer = self.by_peer
-        if found is None and by_peer is not None:
-            ip = exchange.client.ip
-            identity = by_peer.get(ip) or self.peer_identity(ip)
-            plan = self.plan
-        else:
-            found = found or {}
-            if self.trusts_proxies and exchange.xff:
-                found["x-forwarded-for"] = exchange.xff.decode("latin-1")
-            try:
-                identity, key_plan = self.identifier.identify(found.get,
-                                                              exchange.client.ip.decode())
-            except Unauthorized as error:
-                return Answer(*_UNAUTHORIZED, str(error), "unauthorized")
-            # no key, or the key's plan left the config: the route's plan
-            plan = key_plan if key_plan in self.detail else self.plan
-        if self.local:
-            return self.settle(exchange, self.limiter.hit_local(identity, plan, self.cost), plan)
-        return self.remote(exchange, identity, plan)
+            elif plain is not None and len(plain) < PLAIN_NAMES:
+                plain.add(name)
+        if self.trusts_proxies and exchange.xff:
+            found["x-forwarded-for"] = exchange.xff.decode("latin-1")
+        identity, key_plan = self.identifier.identify(found.get, exchange.client.ip.decode())
+        # no key, or the key's plan left the config: the route's plan
+        return identity, key_plan if key_plan in self.limited else self.plan
 
     def peer_identity(self, ip: bytes) -> str:
         by_peer = self.by_peer
-        assert by_peer is not None
         if len(by_peer) >= PEER_CACHE:
             by_peer.clear()
         identity = by_peer[ip] = self.identifier.identify(_NO_HEADERS, ip.decode())[0]
         return identity
 
     async def remote(self, exchange: Exchange, identity: str, plan: str) -> Verdict:
-        return self.settle(exchange, await self.limiter.hit(identity, plan, self.cost), plan)
-
-    def settle(self, exchange: Exchange, decision: Decision, plan: str) -> Verdict:
-        """Headers on the response either way; a 429 (with Retry-After) when not allowed."""
+        decision = await self.limiter.hit(identity, plan, self.cost)
         exchange.extra_headers += self.limiter.headers_raw(decision, plan)
-        if decision.allowed:
-            return None
-        return Answer(*_LIMITED, self.detail[plan], "rate_limited")
+        return None if decision.allowed else self.limited[plan]
 
 
 class RateLimiting:

@@ -90,9 +90,18 @@ def _sliding_retry(previous: int, current: int, rate: Rate, elapsed: float, cost
 
 
 class Policy:
-    """A key's limits under one algorithm. Subclasses decide; all are pure."""
+    """A key's limits under one algorithm. Subclasses decide; all are pure.
+
+    `fresh`, when not None, is the one `Decision` object that `decide` returns for a request
+    of cost 1 on a key with its whole quota: callers may recognise it by identity and answer
+    from what they prebuilt for it (the gateway's headers) instead of reading its fields.
+    Such a policy also promises a shortcut: a key whose state is a float below `now` has its
+    whole quota, and a request of cost 1 leaves its state at `now + fresh_step`; a caller may
+    take it without calling `decide`."""
 
     algorithm = "gcra"
+    fresh: Decision | None = None
+    fresh_step = 0.0
 
     def __init__(self, rates: tuple[Rate, ...] | list[Rate]) -> None:
         if not rates:
@@ -147,8 +156,11 @@ class Gcra(Policy):
 
     def __init__(self, rates: tuple[Rate, ...] | list[Rate]) -> None:
         super().__init__(rates)
-        build = _single_gcra if len(self.rates) == 1 else _multi_gcra
-        self.decide = build(self.rates)  # type: ignore[method-assign,assignment]
+        if len(self.rates) == 1:
+            self.decide = _single_gcra(self.rates)  # type: ignore[method-assign,assignment]
+            self.fresh, self.fresh_step = self.decide(None, 0.0)
+        else:
+            self.decide = _multi_gcra(self.rates)  # type: ignore[method-assign,assignment]
 
     def expires_at(self, state: Any) -> float:
         return state if state.__class__ is float else max(state)
@@ -159,9 +171,14 @@ def _single_gcra(rates: tuple[Rate, ...]) -> Callable[[Any, float, int], tuple[D
     limit = rates[0].limit
     interval = period / limit
     eps, inf, new, decision, as_int, real = EPSILON, math.inf, _new, Decision, int, float
+    # a full bucket spending one token: what the general path below computes for tat == now
+    fresh = new(decision, (True, as_int((period - interval) / interval + eps), interval, 0.0,
+                           0, 0.0))
 
     def decide(tat: Any, now: float, cost: int = 1) -> tuple[Decision, Any]:
         if tat.__class__ is not real or tat < now:  # never seen (None), or a full bucket
+            if cost == 1:
+                return fresh, now + interval
             tat = now
         new_tat = tat + cost * interval
         earliest = new_tat - period  # when this request conforms

@@ -3,7 +3,8 @@ turns plans into policies, asks the store, applies dry-run and `on_store_error`,
 outcome per plan, and renders the IETF RateLimit headers (draft-ietf-httpapi-ratelimit-headers:
 `RateLimit-Policy: "free";q=10;w=1` and `RateLimit: "free";r=3;t=1`) plus `Retry-After`.
 
-`hit_local` is the synchronous hot path for an in-process store: no coroutine, no await.
+`hit_local` is the synchronous form for an in-process store (no coroutine, no await), and
+`gate` the gateway's: one call that decides, counts and returns the header lines.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple, NoReturn
 
 from surge.errors import ConfigError, StoreError
 from surge.ratelimit.algorithms import Decision, Policy, make_policy
@@ -50,6 +51,32 @@ class Plan:
     def counters(self) -> dict[str, int]:
         return {"allowed": self.allowed, "rejected": self.rejected,
                 "dry_run_rejected": self.dry_run_rejected}
+
+    def render(self, decision: Decision) -> bytes:
+        """The header lines of `Limiter.headers_raw` for a decision on this plan."""
+        reset = decision.reset_after
+        raw = self.raw_prefix[decision.tightest] + b"%d;t=%d\r\n" % (
+            decision.remaining, math.ceil(reset) if reset < math.inf else 0
+        )
+        if decision.allowed:
+            return raw
+        return raw + b"Retry-After: %d\r\n" % retry_after_seconds(decision, self.policy)
+
+
+class Gate(NamedTuple):
+    """The gateway's path on the in-process store, for one plan and cost.
+
+    `decide(identity, now)` decides, counts and returns (allowed, the header lines to add to
+    the response); `now` is on the limiter's clock. When `table` is not None the policy has a
+    shortcut (see `Policy.fresh`) that a caller may take inline instead: a key whose
+    `table[identity]` is a float below `now` has its whole quota; set it to `now + step`, add
+    1 to `plan.allowed` and answer allowed with `lines`. Anything else goes to `decide`."""
+
+    decide: Callable[[str, float], tuple[bool, bytes]]
+    plan: Plan
+    table: dict[str, Any] | None
+    step: float
+    lines: bytes
 
 
 class Limiter:
@@ -103,14 +130,34 @@ class Limiter:
         p = self.plans.get(plan or self.default_plan) or self.plan(plan)
         if cost < 0:
             raise ValueError(f"cost must be >= 0, got {cost}")
-        decision = p.local(identity, cost, self.clock() if now is None else now)
-        if decision[0]:
-            p.allowed += 1
-            return decision
-        if self.dry_run:
-            return self._dry_run(p, identity, decision)
-        p.rejected += 1
-        return decision
+        return self._counted(p, identity, p.local(identity, cost,
+                                                  self.clock() if now is None else now))
+
+    def gate(self, plan: str | None = None, cost: int = 1) -> Gate:
+        """The gateway's path on the in-process store for `plan` and `cost` (see `Gate`).
+        A key with its whole quota (most keys, most of the time) is answered from header
+        lines prebuilt here: nothing is formatted for it."""
+        p = self.plan(plan)
+        if cost < 0:
+            raise ValueError(f"cost must be >= 0, got {cost}")
+        store = self.store
+        if not isinstance(store, LocalStore):
+            self._not_local(p.name, cost, 0.0)
+        hit, counted, render, policy = p.local, self._counted, p.render, p.policy
+        fresh = policy.fresh if cost == 1 else None
+        lines = render(fresh) if fresh is not None else b""
+        prebuilt = True, lines
+
+        def decide(identity: str, now: float) -> tuple[bool, bytes]:
+            decision = hit(identity, cost, now)
+            if decision is fresh:
+                p.allowed += 1
+                return prebuilt
+            decision = counted(p, identity, decision)
+            return decision[0], render(decision)
+
+        table = store.table(p.name, policy) if fresh is not None else None
+        return Gate(decide, p, table, policy.fresh_step, lines)
 
     async def hit(
         self, identity: str, plan: str | None = None, cost: int = 1, now: float | None = None
@@ -124,16 +171,7 @@ class Limiter:
                                             self.clock() if now is None else now)
         except StoreError as exc:
             return self._store_failed(exc)
-        if decision.allowed:
-            if cost:
-                p.allowed += 1
-            return decision
-        if not cost:
-            return decision
-        if self.dry_run:
-            return self._dry_run(p, identity, decision)
-        p.rejected += 1
-        return decision
+        return self._counted(p, identity, decision) if cost else decision
 
     async def peek(self, identity: str, plan: str | None = None) -> Decision:
         """The decision a request of cost 1 would get, consuming nothing."""
@@ -175,14 +213,7 @@ class Limiter:
     def headers_raw(self, decision: Decision, plan: str | None = None) -> bytes:
         """The same fields as `headers`, as HTTP/1.1 header lines (each ending in CRLF) ready
         to splice into a response head: the gateway's form, one bytes operation."""
-        p = self.plans.get(plan or self.default_plan) or self.plan(plan)
-        reset = decision.reset_after
-        raw = p.raw_prefix[decision.tightest] + b"%d;t=%d\r\n" % (
-            decision.remaining, math.ceil(reset) if reset < math.inf else 0
-        )
-        if decision.allowed:
-            return raw
-        return raw + b"Retry-After: %d\r\n" % retry_after_seconds(decision, p.policy)
+        return (self.plans.get(plan or self.default_plan) or self.plan(plan)).render(decision)
 
     def counters(self) -> dict[str, Any]:
         """Per-plan outcomes and store errors, for the metrics exporter."""
@@ -196,8 +227,19 @@ class Limiter:
         shaping = self.settings.algorithm == "shaping"
         return {"max_delay": self.settings.max_delay} if shaping else {}
 
-    def _not_local(self, identity: str, cost: int, now: float) -> Decision:
+    def _not_local(self, identity: str, cost: int, now: float) -> NoReturn:
         raise TypeError(f"store {self.store.url} is not in-process; await hit() instead")
+
+    def _counted(self, p: Plan, identity: str, decision: Decision) -> Decision:
+        """Count a decision that spent quota (or would have) on its plan; dry-run turns a
+        rejection into an allowed decision."""
+        if decision[0]:
+            p.allowed += 1
+            return decision
+        if self.dry_run:
+            return self._dry_run(p, identity, decision)
+        p.rejected += 1
+        return decision
 
     def _dry_run(self, p: Plan, identity: str, decision: Decision) -> Decision:
         p.dry_run_rejected += 1

@@ -58,8 +58,7 @@ class LocalStore(Store):
         bound = self._bound.get((namespace, policy))
         if bound is not None:
             return bound
-        # one table per plan and algorithm: states of different algorithms never mix
-        table = self._tables.setdefault(f"{namespace}/{policy.algorithm}", {})
+        table = self.table(namespace, policy)
         get, decide = table.get, policy.decide
         sweep_at = max(1024, 2 * len(table))
 
@@ -74,6 +73,13 @@ class LocalStore(Store):
 
         self._bound[(namespace, policy)] = hit
         return hit
+
+    def table(self, namespace: str, policy: Policy) -> dict[str, Any]:
+        """The states of one namespace under a policy, by key. A caller that writes to it
+        directly (the limiter's `gate`) must only overwrite keys that are already present:
+        new keys go through `bind`'s hit, which keeps the table swept."""
+        # one table per plan and algorithm: states of different algorithms never mix
+        return self._tables.setdefault(f"{namespace}/{policy.algorithm}", {})
 
     def hit_sync(self, namespace: str, key: str, policy: Policy, cost: int, now: float) -> Decision:
         """The synchronous form of `hit`, for callback-based callers."""
