@@ -42,7 +42,8 @@ import random
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from surge.scaling.policy import Policy, PolicySpec, Rule, Sample, Step, Targets
+from surge.scaling.policy import Policy, Sample
+from surge.scaling.spec import PolicySpec, Rule, Step, Targets
 
 CAPACITY = 100.0  # requests/s one replica serves (10 ms of CPU each)
 STEP_AT = 61  # the load steps from 20% to 200% of one replica's capacity here (+ offset)

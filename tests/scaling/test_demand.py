@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from surge.scaling.demand import Demand, DemandEstimate
-from surge.scaling.policy import Policy, PolicySpec, Rule, Sample, Step, Targets
+from surge.scaling.policy import Policy, Sample
+from surge.scaling.spec import PolicySpec, Rule, Step, Targets
 
 UNLIMITED = Rule(0.0, Step())
 

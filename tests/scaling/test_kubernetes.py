@@ -16,7 +16,7 @@ from surge.config import parse
 from surge.config.models_services import ScalingSpec
 from surge.errors import ConfigError
 from surge.scaling.kubernetes import render
-from surge.scaling.policy import PolicySpec
+from surge.scaling.spec import PolicySpec
 
 K8S_VERSION = "1.30"
 KEDA_SCHEMA = json.loads((Path(__file__).parent / "schemas/keda-scaledobject-v1alpha1.json")

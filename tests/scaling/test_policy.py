@@ -9,16 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from surge.errors import ConfigError
-from surge.scaling.policy import (
-    Policy,
-    PolicySpec,
-    Rule,
-    Sample,
-    ScheduleEntry,
-    Step,
-    Targets,
-    parse_step,
-)
+from surge.scaling.policy import Policy, Sample
+from surge.scaling.spec import PolicySpec, Rule, ScheduleEntry, Step, Targets, parse_step
 
 PERIOD = 2.0
 CPU70 = Targets(cpu_percent=70)

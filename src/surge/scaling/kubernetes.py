@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from surge.errors import ConfigError
-from surge.scaling.policy import PolicySpec, Rule, Step, config_seconds, config_value
+from surge.scaling.spec import PolicySpec, Rule, Step, config_seconds, config_value
 
 CONTAINER_PORT = 8000
 # Metric names as the metrics adapter serves them from surge's Prometheus metrics.

@@ -19,7 +19,8 @@ from typing import Any
 from surge.errors import BrokerError, NotFound
 from surge.jobs.states import JobState
 from surge.scaling.metrics import EventLog, ProcessTree, ServiceTraffic
-from surge.scaling.policy import Decision, Policy, PolicySpec, Sample
+from surge.scaling.policy import Decision, Policy, Sample
+from surge.scaling.spec import PolicySpec
 from surge.scaling.supervisor import Supervisor
 
 log = logging.getLogger("surge.autoscaler")

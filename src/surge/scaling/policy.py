@@ -12,20 +12,15 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, tzinfo
-from typing import Any
+from datetime import datetime, timedelta
 
 from croniter import croniter
 
-from surge.config.units import parse_duration
-from surge.errors import ConfigError
 from surge.scaling.demand import DemandEstimate
+from surge.scaling.spec import PolicySpec
 
-# Per-replica metrics with a target, in the order reasons list them. Queue depth is separate:
-# it is one number for the whole service, read from the broker.
-REPLICA_TARGETS = ("cpu_percent", "inflight_per_replica", "p95_latency")
 _SAMPLE_FIELD = {
     "cpu_percent": "cpu_percent",
     "inflight_per_replica": "inflight",
@@ -46,145 +41,6 @@ class Sample:
     request_rate: float | None = None
     p95_latency: float | None = None  # seconds
     queue_depth: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """How far one control period may move the count: `pods` replicas or `percent` of the
-    current count; with both, the larger change is allowed (HPA's `selectPolicy: Max`).
-    None on both means no limit."""
-
-    pods: int | None = None
-    percent: float | None = None
-
-    def up_limit(self, current: int) -> int | None:
-        changes = self._changes(current, up=True)
-        return current + max(changes) if changes else None
-
-    def down_limit(self, current: int) -> int | None:
-        changes = self._changes(current, up=False)
-        return current - max(changes) if changes else None
-
-    def _changes(self, current: int, *, up: bool) -> list[int]:
-        changes = [self.pods] if self.pods is not None else []
-        if self.percent is not None:
-            scaled = current * self.percent / 100
-            if up:  # from zero, any percent allows one: the first job wakes a worker
-                changes.append(max(math.ceil(scaled), 1 if self.percent > 0 else 0))
-            else:
-                changes.append(math.floor(scaled))
-        return changes
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """One direction's behaviour: a stabilization window (seconds) and a step limit."""
-
-    stabilization: float
-    max_step: Step = Step()
-
-
-# Surge's defaults: up at once by 4 replicas or doubling per period, whichever is more (HPA's
-# default rule, which HPA applies per 15 s); down after 300 s, one at a time. Doubling alone
-# would take a spike from 1 replica to 4 in two periods, while its queue grows.
-DEFAULT_SCALE_UP = Rule(0.0, Step(pods=4, percent=100))
-DEFAULT_SCALE_DOWN = Rule(300.0, Step(pods=1))
-
-
-@dataclass(frozen=True, slots=True)
-class Targets:
-    cpu_percent: float | None = None
-    inflight_per_replica: float | None = None
-    p95_latency: float | None = None  # seconds
-    queue_depth_per_replica: float | None = None
-
-    def configured(self) -> dict[str, float]:
-        names = (*REPLICA_TARGETS, "queue_depth_per_replica")
-        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduleEntry:
-    """From each time `cron` fires (local time) until the next entry fires, `min` is a floor."""
-
-    cron: str
-    min: int
-
-
-@dataclass(frozen=True, slots=True)
-class PolicySpec:
-    min: int
-    max: int
-    targets: Targets
-    scale_up: Rule = DEFAULT_SCALE_UP
-    scale_down: Rule = DEFAULT_SCALE_DOWN
-    schedule: tuple[ScheduleEntry, ...] = ()
-    control_period: float = 2.0
-    tolerance: float = 0.1
-    timezone: tzinfo | None = None  # for the schedule; None is the machine's local time
-    # A CPU target also proposes from demand (arrivals and queue, see demand.py). HPA has no
-    # such thing: the benchmark turns it off to run HPA's algorithm.
-    demand: bool = True
-
-    def __post_init__(self) -> None:
-        problems = []
-        if not 0 <= self.min <= self.max:
-            problems.append(f"scaling: need 0 <= min <= max, got min={self.min} max={self.max}")
-        if not self.targets.configured():
-            problems.append("scaling.target: set at least one target")
-        if self.min == 0 and self.targets.queue_depth_per_replica is None:
-            problems.append("scaling.min: 0 needs a queue_depth_per_replica target to wake on")
-        for entry in self.schedule:
-            if not croniter.is_valid(entry.cron):
-                problems.append(f"scaling.schedule: invalid cron expression {entry.cron!r}")
-            if entry.min > self.max:
-                problems.append(f"scaling.schedule: min {entry.min} is above max {self.max}")
-        if problems:
-            raise ConfigError(problems)
-
-    @classmethod
-    def from_config(cls, spec: Any, control_period: float | None = None) -> PolicySpec:
-        """Build from the `scaling` block of surge.yaml: a dict or the config model."""
-        target = config_value(spec, "target") or {}
-        up, down = config_value(spec, "scale_up") or {}, config_value(spec, "scale_down") or {}
-        period = (
-            control_period or config_value(spec, "period") or config_value(spec, "control_period")
-        )
-        return cls(
-            min=int(config_value(spec, "min", 1)),
-            max=int(config_value(spec, "max", 1)),
-            targets=Targets(**{
-                name: config_seconds(v) if name == "p95_latency" else float(v)
-                for name in (*REPLICA_TARGETS, "queue_depth_per_replica")
-                if (v := config_value(target, name)) is not None
-            }),
-            scale_up=_rule(up, default=DEFAULT_SCALE_UP),
-            scale_down=_rule(down, default=DEFAULT_SCALE_DOWN),
-            schedule=tuple(
-                ScheduleEntry(str(config_value(e, "cron")), int(config_value(e, "min")))
-                for e in config_value(spec, "schedule") or ()
-            ),
-            control_period=config_seconds(period) if period is not None else 2.0,
-        )
-
-
-def parse_step(value: Any) -> Step:
-    """`"100%"` -> percent, `2` -> pods, a list of both -> whichever allows more; 0 forbids
-    moving in that direction."""
-    pods = percent = None
-    for item in value if isinstance(value, list | tuple) else [value]:
-        text = str(item).strip()
-        try:
-            if text.endswith("%"):
-                percent = float(text[:-1])
-            else:
-                pods = int(text)
-            if min(pods or 0, percent or 0) < 0:
-                raise ValueError(text)
-        except ValueError:
-            problem = f"scaling: max_step must be a count or a percent, got {item!r}"
-            raise ConfigError([problem]) from None
-    return Step(pods=pods, percent=percent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,25 +220,3 @@ def _aggregate(samples: list[Sample]) -> dict[str, float]:
     if depths:
         out["queue_depth"] = float(max(depths, key=lambda s: s.at).queue_depth or 0)
     return out
-
-
-def config_value(source: Any, name: str, default: Any = None) -> Any:
-    """A key of a config block, whether the block is a dict (parsed YAML) or a model."""
-    if isinstance(source, Mapping):
-        return source.get(name, default)
-    return getattr(source, name, default)
-
-
-def config_seconds(value: Any) -> float:
-    """Seconds in a duration given as a string, a number or a timedelta."""
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    return parse_duration(value)
-
-
-def _rule(source: Any, default: Rule) -> Rule:
-    window, step = config_value(source, "stabilization"), config_value(source, "max_step")
-    return Rule(
-        stabilization=default.stabilization if window is None else config_seconds(window),
-        max_step=default.max_step if step is None else parse_step(step),
-    )
