@@ -1,15 +1,16 @@
--- One rate limit decision for one key, atomically, on Redis server time.
+-- One rate limit decision for one key, atomically, on Redis server time, for the window
+-- algorithms and shaping (GCRA, the default, has its own leaner gcra.lua).
 -- Mirrors surge/ratelimit/algorithms.py; placeholders (__EPOCH__, ...) are filled in by
--- redis_store.py. KEYS[1]: the key's hash. ARGV[1]: the policy, space-separated: algorithm,
--- max_delay, ttl_ms, n, then n x (field, limit, period); ARGV[2]: the cost. Reply, one status
--- line (the cheapest reply to send and parse): "allowed remaining reset_us retry_us index
--- delay_us", retry_us being __NEVER__ when the request can never pass, index 0-based.
+-- redis_store.py. KEYS[1]: the key's hash. ARGV[1]: the cost; ARGV[2]: the policy,
+-- space-separated: algorithm, max_delay, ttl_ms, n, then n x (field, limit, period). Reply, one
+-- status line (the cheapest reply to send and parse): "allowed remaining reset_us retry_us
+-- index delay_us", retry_us being __NEVER__ when the request can never pass, index 0-based.
 local t = redis.call('TIME')
 local now = (tonumber(t[1]) - __EPOCH__) + tonumber(t[2]) / 1000000
 local spec = {}
-for word in string.gmatch(ARGV[1], '%S+') do spec[#spec + 1] = word end
+for word in string.gmatch(ARGV[2], '%S+') do spec[#spec + 1] = word end
 local alg, max_delay, ttl, n = spec[1], tonumber(spec[2]), tonumber(spec[3]), tonumber(spec[4])
-local cost = tonumber(ARGV[2])
+local cost = tonumber(ARGV[1])
 local EPS = __EPSILON__
 local fields, limits, periods = {}, {}, {}
 for i = 1, n do
@@ -52,21 +53,6 @@ if alg == 'shaping' then
   for i = 1, n do entries[i] = fmt(depart + cost * periods[i] / limits[i]) end
   write(entries)
   return reply(1, left, us(queued), 0, idx - 1, us(delay))
-end
-
-local function gcra(s, limit, period)
-  local interval = period / limit
-  local tat = tonumber(s)
-  local base = now
-  if tat and tat > now then base = tat end
-  local new_tat = base + cost * interval
-  local earliest = new_tat - period
-  if earliest > now + EPS then
-    local retry = __NEVER__
-    if cost <= limit then retry = us(earliest - now) end
-    return false, s, math.floor((period - (base - now)) / interval + EPS), base - now, retry
-  end
-  return true, fmt(new_tat), math.floor((now - earliest) / interval + EPS), new_tat - now, 0
 end
 
 local function fixed(s, limit, period)
@@ -117,8 +103,8 @@ local function sliding(s, limit, period)
   return true, fmt(window) .. ' ' .. previous .. ' ' .. current, left, 2 * period - elapsed, 0
 end
 
-local step = gcra
-if alg == 'fixed_window' then step = fixed elseif alg == 'sliding_window' then step = sliding end
+local step = sliding
+if alg == 'fixed_window' then step = fixed end
 local entries, allowed, retry = {}, true, 0
 local best_left, best_reset, best_i = math.huge, 0, 0
 for i = 1, n do

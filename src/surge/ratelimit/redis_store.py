@@ -2,10 +2,11 @@
 updates all of a key's limits atomically using Redis server time, so any number of gateway
 processes and machines share exact limits whatever their own clocks say.
 
-The script is loaded once (SCRIPT LOAD), called by SHA (EVALSHA) and reloaded when Redis
-answers NOSCRIPT (a restart or SCRIPT FLUSH). One request touches one Redis hash,
-`surge:rl:{<identity>}:<plan>`, whose hash tag keeps all of an identity's state on one Cluster
-slot; its fields hold one entry per limit. The Lua mirrors `algorithms` line for line.
+Two scripts, `gcra.lua` for the default algorithm and `decide.lua` for the others; each is
+loaded once (SCRIPT LOAD), called by SHA (EVALSHA) and reloaded when Redis answers NOSCRIPT
+(a restart or SCRIPT FLUSH). One request touches one Redis hash, `surge:rl:{<identity>}:<plan>`,
+whose hash tag keeps all of an identity's state on one Cluster slot; its fields hold one entry
+per limit. The Lua mirrors `algorithms` line for line.
 """
 
 from __future__ import annotations
@@ -29,11 +30,16 @@ from surge.ratelimit.store import Store
 EPOCH = 1577836800
 NEVER = -1  # retry_after in the reply when the request can never pass
 
-SCRIPT = (
-    resources.files("surge.ratelimit").joinpath("decide.lua").read_text()
-    .replace("__EPOCH__", str(EPOCH)).replace("__EPSILON__", repr(EPSILON))
-    .replace("__NEVER__", str(NEVER))
-)
+
+
+def _script(name: str) -> str:
+    return (resources.files("surge.ratelimit").joinpath(name).read_text()
+            .replace("__EPOCH__", str(EPOCH)).replace("__EPSILON__", repr(EPSILON))
+            .replace("__NEVER__", str(NEVER)))
+
+
+GCRA_SCRIPT = _script("gcra.lua")  # the default algorithm's, about half the server time
+SCRIPT = _script("decide.lua")  # the window algorithms and shaping
 
 
 def redis_key(namespace: str, key: str) -> str:
@@ -61,8 +67,8 @@ class RedisStore(Store):
             retry=Retry(NoBackoff(), 0),
         )
         self.client = aioredis.Redis(connection_pool=pool)
-        self._sha: str | None = None
-        self._specs: dict[Policy, bytes] = {}  # per policy: the script's ARGV[1]
+        self._shas: dict[str, str] = {}  # per script text, once loaded
+        self._specs: dict[Policy, tuple[str, tuple[Any, ...]]] = {}  # script, ARGV after cost
         self._in_flight = 0  # calls sent and not yet answered
         self._queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
         self._senders: set[asyncio.Task[None]] = set()
@@ -70,16 +76,15 @@ class RedisStore(Store):
     async def hit(
         self, namespace: str, key: str, policy: Policy, cost: int, now: float
     ) -> Decision:
-        spec = self._specs.get(policy) or self._spec(policy)
+        script, spec = self._specs.get(policy) or self._spec(policy)
         rkey = redis_key(namespace, key)
         try:
             try:
-                reply = await self._execute(
-                    "EVALSHA", self._sha or await self._load(), 1, rkey, spec, cost
-                )
+                sha = self._shas.get(script) or await self._load(script)
+                reply = await self._execute("EVALSHA", sha, 1, rkey, cost, *spec)
             except NoScriptError:  # Redis restarted or flushed its scripts
-                self._sha = None
-                reply = await self._execute("EVALSHA", await self._load(), 1, rkey, spec, cost)
+                sha = await self._load(script)
+                reply = await self._execute("EVALSHA", sha, 1, rkey, cost, *spec)
         except (TimeoutError, RedisError, OSError) as exc:
             raise StoreError(f"redis rate limit store {self.url}: {exc}") from exc
         allowed, remaining, reset_us, retry_us, index, delay_us = map(int, reply.split())
@@ -141,19 +146,23 @@ class RedisStore(Store):
     async def close(self) -> None:
         await self.client.aclose()
 
-    async def _load(self) -> str:
-        self._sha = await self.client.script_load(SCRIPT)
-        return self._sha
+    async def _load(self, script: str) -> str:
+        sha = self._shas[script] = await self.client.script_load(script)
+        return sha
 
-    def _spec(self, policy: Policy) -> bytes:
-        """The policy as the script reads it, encoded once."""
+    def _spec(self, policy: Policy) -> tuple[str, tuple[Any, ...]]:
+        """The script for the policy and its arguments after the cost, encoded once."""
         longest = max(r.period for r in policy.rates)
         max_delay = policy.max_delay if isinstance(policy, Shaping) else 0.0
         ttl_ms = math.ceil((2 * longest + max_delay) * 1000)
-        words: list[Any] = [policy.algorithm, repr(max_delay), ttl_ms, len(policy.rates)]
+        limits: list[Any] = []
         for rate in policy.rates:
-            words += [f"{policy.algorithm}:{rate.limit}:{rate.period:g}", rate.limit,
-                      repr(rate.period)]
-        spec = " ".join(map(str, words)).encode()
-        self._specs[policy] = spec
-        return spec
+            limits += [f"{policy.algorithm}:{rate.limit}:{rate.period:g}", rate.limit,
+                       repr(rate.period)]
+        if policy.algorithm == "gcra":
+            found = GCRA_SCRIPT, tuple(str(w).encode() for w in [ttl_ms, *limits])
+        else:
+            words = [policy.algorithm, repr(max_delay), ttl_ms, len(policy.rates), *limits]
+            found = SCRIPT, (" ".join(map(str, words)).encode(),)
+        self._specs[policy] = found
+        return found
