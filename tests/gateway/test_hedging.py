@@ -27,13 +27,18 @@ def slow() -> Iterator[RawUpstream]:
     server.close()
 
 
-def test_a_slow_idempotent_request_is_hedged_and_the_first_answer_wins(upstreams, gateway,
-                                                                        slow):
+def hedged(upstreams, gateway, slow):
+    """A gateway hedging after 100 ms between the slow upstream and a fast one, in turn."""
     (fast,) = upstreams(1, names=["fast"])
-    gw = gateway(surge_yaml(
+    return gateway(surge_yaml(
         {"app": service([slow.address, fast], balance="round_robin",
                         retry={"budget_percent": 100})},
         [{"prefix": "/", "service": "app", "hedge": {"delay": "100ms"}}]))
+
+
+def test_a_slow_idempotent_request_is_hedged_and_the_first_answer_wins(upstreams, gateway,
+                                                                        slow):
+    gw = hedged(upstreams, gateway, slow)
     with httpx.Client(timeout=5) as client:
         for _ in range(6):
             started = time.monotonic()
@@ -46,11 +51,7 @@ def test_a_slow_idempotent_request_is_hedged_and_the_first_answer_wins(upstreams
 
 
 def test_a_non_idempotent_request_is_never_hedged(upstreams, gateway, slow):
-    (fast,) = upstreams(1, names=["fast"])
-    gw = gateway(surge_yaml(
-        {"app": service([slow.address, fast], balance="round_robin",
-                        retry={"budget_percent": 100})},
-        [{"prefix": "/", "service": "app", "hedge": {"delay": "100ms"}}]))
+    gw = hedged(upstreams, gateway, slow)
     with httpx.Client(timeout=5) as client:
         bodies = [client.post(f"{gw.url}/echo", content=b"fast").text for _ in range(4)]
     assert sorted(bodies) == ["fast", "fast", "slow", "slow"]
