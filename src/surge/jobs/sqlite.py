@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -51,6 +52,20 @@ _WAITING_SQL = "('scheduled', 'retrying', 'unknown')"
 _EXPIRY_SWEEP_EVERY = 60.0
 
 
+def _use_wal(db: sqlite3.Connection, patience: float) -> None:
+    """Put the database in WAL mode (a no-op once it is: the mode lives in the file). SQLite
+    answers "database is locked" at once, without its busy timeout, when connections opening a
+    new file race to switch it, so that case is retried here for up to `patience` seconds."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
 class SQLiteBroker(Broker):
     poll_interval = 0.02   # an idle poll is one read-only query
 
@@ -87,7 +102,7 @@ class SQLiteBroker(Broker):
                 self.path, timeout=self.busy_timeout, isolation_level=None,
                 check_same_thread=False,
             )
-            db.execute("PRAGMA journal_mode=WAL")
+            _use_wal(db, self.busy_timeout)
             db.execute(f"PRAGMA synchronous={self.synchronous}")
             db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
             self._db = db
