@@ -13,14 +13,13 @@ import subprocess
 import sys
 
 import httpx
-import psutil
 import pytest
 import yaml
 
 from gateway.stack import eventually, metric
 from scaling.scaled_stack import event_kinds, ready, scaled_yaml, scaling_view
 from support.fixtures import gateway  # noqa: F401  (the fixture, used by name below)
-from support.processes import LoadLoop
+from support.processes import LoadLoop, process_gone
 
 pytestmark = pytest.mark.integration
 
@@ -41,8 +40,7 @@ def test_replicas_start_on_their_own_ports_join_when_healthy_serve_and_stop_with
                "the replicas' memory sampled")
     pids = [p["pid"] for p in replicas]
     assert gw.terminate(timeout=15) == 0
-    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"
-                   for pid in pids)
+    assert all(process_gone(pid) for pid in pids)
 
 
 def test_a_replica_killed_with_sigkill_under_load_is_replaced_and_no_get_fails(gateway):

@@ -13,13 +13,12 @@ import threading
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 
 from gateway.stack import eventually, with_changes
 from scaling.scaled_stack import APP_COMMAND, event_kinds, ready, scaled_yaml, scaling_view
 from support.fixtures import gateway  # noqa: F401  (the fixture, used by name below)
-from support.processes import LoadLoop
+from support.processes import LoadLoop, process_gone
 
 pytestmark = pytest.mark.integration
 
@@ -93,8 +92,7 @@ def test_a_new_service_starts_its_replicas_and_a_removed_one_drains_before_stopp
         for request in requests:
             request.join(10)
         assert slow == [200, 200]  # the removed service's replica finished them first
-        eventually(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status()
-                   == "zombie", 10, "the removed service's replica stopped")
+        eventually(lambda: process_gone(pid), 10, "the removed service's replica stopped")
         assert "extra" not in httpx.get(f"{gw.admin_url}/api/scaling").json()["services"]
         load.wait_for(load.sent + 50)
     assert load.failed == 0, load.summary()
@@ -172,6 +170,5 @@ def test_job_workers_added_by_a_reload_start_and_removed_ones_stop(gateway, tmp_
     pids = [p["pid"] for p in ready(gw.admin_url, "mail")]
     _rewrite(gw, text, lambda data: data.pop("jobs"))
     eventually(lambda: "mail" not in httpx.get(f"{gw.admin_url}/api/scaling").json()[
-        "services"] and not any(psutil.pid_exists(p) and psutil.Process(p).status()
-                                != "zombie" for p in pids), 15, "the workers stopped")
+        "services"] and all(process_gone(p) for p in pids), 15, "the workers stopped")
     assert len(ready(gw.admin_url)) == 1

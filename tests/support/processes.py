@@ -82,6 +82,17 @@ def rss_of(pid: int, children: bool = False) -> int:
     return total
 
 
+def process_gone(pid: int) -> bool:
+    """True once `pid` has exited (a zombie waiting for its parent counts as gone).
+
+    The check and the status read are one step: a process can exit between
+    `pid_exists` and `Process(pid)`, which is how a two-call version failed in CI."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def tail(path: Path, lines: int = TAIL_LINES) -> str:
     try:
         text = path.read_text(errors="replace")

@@ -9,7 +9,6 @@ import signal
 import socket
 
 import httpx
-import psutil
 import pytest
 from websockets.sync.client import connect
 
@@ -17,6 +16,7 @@ from support.processes import (
     ProcessFailed,
     UpstreamProcess,
     free_port,
+    process_gone,
     rss_of,
     wait_for_port,
 )
@@ -124,7 +124,7 @@ def test_terminate_stops_the_replica_gracefully(upstreams):
     pid = upstream.pid
     # uvicorn re-raises SIGTERM after its graceful shutdown; -9 would mean it had to be killed.
     assert upstream.terminate() in (0, -signal.SIGTERM)
-    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert process_gone(pid)
 
 
 def test_a_replica_that_cannot_bind_fails_with_its_stderr(tmp_path):
