@@ -82,26 +82,32 @@ class Master:
     # -- ControlPlane ----------------------------------------------------------------------------
 
     def services_view(self) -> list[dict[str, Any]]:
-        """Worker 0's view, with in-flight counts and pools summed over all workers."""
+        """Worker 0's view, with in-flight counts summed over all workers (matched by service
+        name and upstream address: a worker mid-reload may list them differently)."""
         views = [w.view for w in self.workers if w.view]
         if not views:
             return []
         merged = json.loads(json.dumps(views[0]))
+        by_address = {(s["name"], u["address"]): u for s in merged for u in s["upstreams"]}
         for other in views[1:]:
-            for service, theirs in zip(merged, other, strict=False):
-                for up, their_up in zip(service["upstreams"], theirs["upstreams"], strict=False):
-                    up["inflight"] += their_up["inflight"]
+            for service in other:
+                for theirs in service["upstreams"]:
+                    ours = by_address.get((service["name"], theirs["address"]))
+                    if ours is not None:
+                        ours["inflight"] += theirs["inflight"]
         return merged
 
     async def add_upstream(self, service: str, address: str, weight: int) -> dict[str, Any]:
         body = {"address": address, "weight": weight}
         result = await self.fan_out("POST", f"/api/services/{service}/upstreams", body)
         self.changes[service, address] = weight
+        await self.refresh()
         return json.loads(result)
 
     async def remove_upstream(self, service: str, address: str) -> None:
         await self.fan_out("DELETE", f"/api/services/{service}/upstreams/{address}")
         self.changes[service, address] = None
+        await self.refresh()
 
     async def reload(self) -> dict[str, Any]:
         """Every worker re-reads the file, then the replicas follow it; the supervisor may
@@ -112,6 +118,7 @@ class Master:
         result = json.loads(await self.fan_out("POST", "/api/reload"))
         self.config = config
         self.changes = {k: v for k, v in self.changes.items() if k[0] in config.services}
+        await self.refresh()
         for follower in self.followers:
             await follower.reconcile(config)
         return result
@@ -190,6 +197,11 @@ class Master:
     def configured(self, service: str) -> set[str]:
         spec = self.config.services.get(service)
         return {u.address for u in spec.upstreams} if spec is not None else set()
+
+    async def refresh(self) -> None:
+        """Read every worker's view now, so a read after a change through the master sees it
+        (the background poll alone would show it up to POLL_INTERVAL late)."""
+        await asyncio.gather(*(self.poll(w) for w in self.workers))
 
     async def poll(self, worker: Worker) -> None:
         if not worker.alive:
