@@ -3,6 +3,7 @@ Periods are long (an hour or more) so the seconds a test takes never refill a bu
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -38,6 +39,19 @@ class TestStoreContract:
         assert [d.allowed for d in decisions] == [True] * 5 + [False] * 2
         assert [d.remaining for d in decisions[:5]] == [4, 3, 2, 1, 0]
         assert decisions[-1].retry_after > 0
+
+    @pytest.mark.parametrize("algorithm", ALGORITHMS)
+    async def test_hundreds_of_concurrent_calls_are_each_answered_exactly(self, store, algorithm):
+        # 600 at once over 4 keys: the Redis store sends them as several pipelines, split
+        # while others are out; every key still admits its limit and each answer is its own.
+        policy = make_policy(algorithm, [Rate(100, HOUR), Rate(120, DAY)])
+        keys = [f"k{i % 4}" for i in range(600)]
+        decisions = await asyncio.gather(*(
+            store.hit("free", key, policy, 1, time.monotonic()) for key in keys))
+        for key in set(keys):
+            mine = [d for k, d in zip(keys, decisions, strict=True) if k == key]
+            assert sorted(d.remaining for d in mine if d.allowed) == list(range(100))
+            assert sum(not d.allowed for d in mine) == 50
 
     async def test_keys_and_namespaces_are_counted_apart(self, store):
         policy = make_policy("gcra", [Rate(1, HOUR)])

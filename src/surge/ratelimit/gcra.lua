@@ -1,17 +1,17 @@
 -- GCRA for one key, all of its limits at once, atomically, on Redis server time: the default
 -- algorithm's script, kept to the bare steps (it costs about half of decide.lua at the
--- server). Mirrors `_multi_gcra` in surge/ratelimit/algorithms.py; placeholders (__EPOCH__,
--- ...) are filled in by redis_store.py. KEYS[1]: the key's hash. ARGV: the cost, the ttl in
--- ms, then per limit its field, limit and period. Reply as decide.lua's.
+-- server). Mirrors `_multi_gcra` in surge/ratelimit/algorithms.py. redis_store.py writes one
+-- script per policy: the placeholders (__EPOCH__, __FIELDS__, ...) become constants, so a call
+-- sends only KEYS[1], the key's hash, and ARGV[1], the cost. Reply as decide.lua's.
 local t = redis.call('TIME')
 local now = (tonumber(t[1]) - __EPOCH__) + tonumber(t[2]) / 1000000
-local cost, n, EPS = tonumber(ARGV[1]), (#ARGV - 2) / 3, __EPSILON__
-local fields, entries = {}, {}
-for i = 1, n do fields[i] = ARGV[3 * i] end
+local cost, EPS = tonumber(ARGV[1]), __EPSILON__
+local fields, limits, periods = {__FIELDS__}, {__LIMITS__}, {__PERIODS__}
+local n, entries = #fields, {}
 local raw = redis.call('HMGET', KEYS[1], unpack(fields))
 local allowed, retry, best_left, best_reset, best_i = 1, 0, math.huge, 0, 0
 for i = 1, n do
-  local limit, period = tonumber(ARGV[3 * i + 1]), tonumber(ARGV[3 * i + 2])
+  local limit, period = limits[i], periods[i]
   local interval = period / limit
   local base = tonumber(raw[i])
   if not base or base < now then base = now end
@@ -37,7 +37,7 @@ if allowed == 1 then
   retry = 0
   if cost > 0 then
     redis.call('HSET', KEYS[1], unpack(entries))
-    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    redis.call('PEXPIRE', KEYS[1], __TTL__)
   end
 end
 return redis.status_reply(string.format('%d %d %d %d %d 0', allowed, best_left,

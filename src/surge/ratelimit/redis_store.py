@@ -4,9 +4,13 @@ processes and machines share exact limits whatever their own clocks say.
 
 Two scripts, `gcra.lua` for the default algorithm and `decide.lua` for the others; each is
 loaded once (SCRIPT LOAD), called by SHA (EVALSHA) and reloaded when Redis answers NOSCRIPT
-(a restart or SCRIPT FLUSH). One request touches one Redis hash, `surge:rl:{<identity>}:<plan>`,
-whose hash tag keeps all of an identity's state on one Cluster slot; its fields hold one entry
-per limit. The Lua mirrors `algorithms` line for line.
+(a restart or SCRIPT FLUSH). `gcra.lua` is written out once per policy with its limits as
+constants, so its call carries just the key and the cost: encoding the limits' arguments on
+every call cost the client more than the script costs Redis.
+
+One request touches one Redis hash, `surge:rl:{<identity>}:<plan>`, whose hash tag keeps all
+of an identity's state on one Cluster slot; its fields hold one entry per limit. The Lua
+mirrors `algorithms` line for line.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
+from surge.config.units import Rate
 from surge.errors import StoreError
 from surge.ratelimit.algorithms import EPSILON, Decision, Policy, Shaping
 from surge.ratelimit.store import Store
@@ -29,6 +34,9 @@ from surge.ratelimit.store import Store
 # day) so that doubles keep sub-microsecond precision.
 EPOCH = 1577836800
 NEVER = -1  # retry_after in the reply when the request can never pass
+# Calls queued while others are out go in one pipeline per loop turn, split in two once
+# there are at least twice this many, so Redis runs one half while the client reads the other.
+MIN_SPLIT = 16
 
 
 
@@ -38,8 +46,13 @@ def _script(name: str) -> str:
             .replace("__NEVER__", str(NEVER)))
 
 
-GCRA_SCRIPT = _script("gcra.lua")  # the default algorithm's, about half the server time
+GCRA_SCRIPT = _script("gcra.lua")  # the default algorithm's, about a third of the server time
 SCRIPT = _script("decide.lua")  # the window algorithms and shaping
+
+
+def _field(algorithm: str, rate: Rate) -> str:
+    """The hash field of one limit's state."""
+    return f"{algorithm}:{rate.limit}:{rate.period:g}"
 
 
 def redis_key(namespace: str, key: str) -> str:
@@ -53,7 +66,9 @@ class RedisStore(Store):
 
     Concurrent decisions share the wire: while one call is out, the calls that arrive meanwhile
     are sent together as one pipeline (each still a single EVALSHA and a single round trip),
-    which is what lets one process keep up with hundreds of concurrent requests."""
+    which is what lets one process keep up with hundreds of concurrent requests. Many calls
+    at once go as two pipelines, so Redis runs the scripts of one while the client reads the
+    other's replies: sent as one, the two sides took turns idling (bench/RESULTS.md)."""
 
     def __init__(self, url: str, *, timeout: float = 0.25, max_connections: int = 64) -> None:
         self.url = url
@@ -69,6 +84,7 @@ class RedisStore(Store):
         self.client = aioredis.Redis(connection_pool=pool)
         self._shas: dict[str, str] = {}  # per script text, once loaded
         self._specs: dict[Policy, tuple[str, tuple[Any, ...]]] = {}  # script, ARGV after cost
+        self._half = MIN_SPLIT
         self._in_flight = 0  # calls sent and not yet answered
         self._queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
         self._senders: set[asyncio.Task[None]] = set()
@@ -103,11 +119,19 @@ class RedisStore(Store):
         self._queue.append((command, future))
         if len(self._queue) == 1:  # first of this loop turn: flush once every peer had its say
             asyncio.get_running_loop().call_soon(self._flush)
+        elif len(self._queue) >= self._half:  # half of what is usually out: send it now
+            self._flush(end_of_turn=False)
         return await future
 
-    def _flush(self) -> None:
+    def _flush(self, end_of_turn: bool = True) -> None:
+        """Send the queued calls as one pipeline. At the end of a loop turn it also learns how
+        many calls are out at once; half of that is where the next turn's queue is split."""
         batch, self._queue = self._queue, []
+        if not batch:  # split off already, this turn
+            return
         self._in_flight += len(batch)
+        if end_of_turn:
+            self._half = max(MIN_SPLIT, self._in_flight // 2)
         task = asyncio.get_running_loop().create_task(self._send(batch))
         self._senders.add(task)
         task.add_done_callback(self._senders.discard)
@@ -155,13 +179,16 @@ class RedisStore(Store):
         longest = max(r.period for r in policy.rates)
         max_delay = policy.max_delay if isinstance(policy, Shaping) else 0.0
         ttl_ms = math.ceil((2 * longest + max_delay) * 1000)
-        limits: list[Any] = []
-        for rate in policy.rates:
-            limits += [f"{policy.algorithm}:{rate.limit}:{rate.period:g}", rate.limit,
-                       repr(rate.period)]
         if policy.algorithm == "gcra":
-            found = GCRA_SCRIPT, tuple(str(w).encode() for w in [ttl_ms, *limits])
+            fields = ", ".join(f"'{_field(policy.algorithm, rate)}'" for rate in policy.rates)
+            script = (GCRA_SCRIPT.replace("__FIELDS__", fields).replace("__TTL__", str(ttl_ms))
+                      .replace("__LIMITS__", ", ".join(str(r.limit) for r in policy.rates))
+                      .replace("__PERIODS__", ", ".join(repr(r.period) for r in policy.rates)))
+            found: tuple[str, tuple[Any, ...]] = script, ()
         else:
+            limits: list[Any] = []
+            for rate in policy.rates:
+                limits += [_field(policy.algorithm, rate), rate.limit, repr(rate.period)]
             words = [policy.algorithm, repr(max_delay), ttl_ms, len(policy.rates), *limits]
             found = SCRIPT, (" ".join(map(str, words)).encode(),)
         self._specs[policy] = found
