@@ -14,12 +14,14 @@ from surge.jobs import Queue
 pytestmark = pytest.mark.integration
 
 
-def test_the_admin_api_shows_job_queues_and_jobs(upstreams, gateway, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_admin_api_shows_job_queues_and_jobs(upstreams, gateway, tmp_path, workers):
     (a,) = upstreams(1)
     db = tmp_path / "jobs.db"
 
     def add_jobs(doc: dict) -> None:
         doc["jobs"] = {"broker": f"sqlite:///{db}", "queues": {"default": {}}}
+        doc["gateway"]["workers"] = workers  # with 2, the master answers the admin API
 
     gw = gateway(with_changes(surge_yaml({"app": service([a])},
                                          [{"prefix": "/", "service": "app"}]), add_jobs))

@@ -66,7 +66,9 @@ async def serve(config: Config, path: Path | None, *, reuse_port: bool = False,
         scaling = await start_scaling(GatewayMembership(gateway), config, gateway.registry,
                                       admin_server.router if admin_server else None)
         gateway.followers.append(scaling)
-    jobs = JobsView.from_config(config, admin_server.router if admin_server else None)
+    # A worker's master reads the job queues once for all of its workers.
+    jobs = None if worker else JobsView.from_config(
+        config, admin_server.router if admin_server else None)
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)

@@ -32,6 +32,8 @@ from surge.config import Config, load
 from surge.gateway.ratelimit import RateLimiting, in_use, register_routes
 from surge.gateway.readiness import wait_for_port
 from surge.gateway.run import UPSTREAMS_ENV
+from surge.jobs.gateway import JobsView
+from surge.jobs.metrics import QUEUE_GAUGES
 
 log = logging.getLogger("surge.workers")
 
@@ -250,6 +252,11 @@ async def serve_master(config: Config, path: Path) -> int:
         host, _, port = config.gateway.admin.rpartition(":")
         admin = AdminServer(master, host.strip("[]"), int(port))
         register_routes(admin.router, lambda: limiting)
+    # The master reads the job queues (their depth on /metrics, /api/jobs), not each worker.
+    jobs = JobsView.from_config(config, admin.router if admin is not None else None)
+    for gauge in QUEUE_GAUGES if jobs is not None else ():
+        master.registry.register(gauge)
+    if admin is not None:
         await admin.start()
     # The workers listen: replicas can join them.
     scaling = await start_scaling(WorkersMembership(master), config, master.registry,
@@ -274,5 +281,7 @@ async def serve_master(config: Config, path: Path) -> int:
         await admin.close()
     if limiting is not None:
         await limiting.close()
+    if jobs is not None:
+        await jobs.close()
     return 0
 

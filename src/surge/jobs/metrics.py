@@ -21,6 +21,7 @@ DEPTH = Gauge("surge_jobs_depth", "Jobs in a queue by state", ["queue", "state"]
 OLDEST_AGE = Gauge(
     "surge_jobs_oldest_age_seconds", "How long the oldest queued job has waited", ["queue"]
 )
+QUEUE_GAUGES = (DEPTH, OLDEST_AGE)  # what a master of `workers: N` exports itself
 BROKER_ERRORS = Counter("surge_jobs_broker_errors", "Broker calls that failed", ["operation"])
 
 
