@@ -318,11 +318,11 @@ class Exchange:
     def response_head(self, status: int, head: ResponseHead) -> None:
         if self.hedge_timer is not None or self.hedge is not None:
             self.end_hedge()
-        if 502 <= status <= 504 and self.replayable() and self.may_retry():
+        if 502 <= status <= 504 and recovery.replayable(self) and recovery.may_retry(self):
             # An idempotent request answered "bad gateway / unavailable / timeout": try another
             # upstream before telling the client, dropping this answer with its connection.
             self.abandon_upstream(ok=False)
-            self.schedule_retry()
+            recovery.schedule_retry(self)
             return
         self.status = status
         self.deadline = 0.0
@@ -404,7 +404,7 @@ class Exchange:
     # -- hedging: see gateway/hedge.py ---------------------------------------------------------
 
     def arm_hedge(self) -> None:
-        if self.hedge_timer is None and self.hedge is None and self.replayable():
+        if self.hedge_timer is None and self.hedge is None and recovery.replayable(self):
             self.hedge_timer = self.client.gw.loop.call_later(
                 self.route.hedge_delay, self.launch_hedge)  # type: ignore[arg-type]
 
@@ -425,7 +425,7 @@ class Exchange:
         leg = self.hedge = HedgeLeg(self, up)
         self.tried += (up,)
         up.inflight += 1
-        up.pool.acquire(leg)  # type: ignore[arg-type]  # a leg stands in for the exchange
+        up.pool.acquire(leg)  # a leg stands in for the exchange
 
     def hedge_answered(self, leg: HedgeLeg, status: int, head: ResponseHead) -> None:
         """The second copy's answer began first: it becomes the exchange's, the first is
@@ -453,21 +453,25 @@ class Exchange:
         if self.hedge is not None:
             self.hedge.drop(None)
 
-    # -- failures: see gateway/recovery.py -----------------------------------------------------
+    # -- failures reported by the connection, the pool and the gateway: see recovery.py ------
 
-    upstream_lost = recovery.upstream_lost
-    upstream_broken = recovery.upstream_broken
-    connect_failed = recovery.connect_failed
-    overloaded = recovery.overloaded
-    timeout = recovery.timeout
-    check_progress = recovery.check_progress
-    body_stalled = recovery.body_stalled
-    past_deadline = recovery.past_deadline
-    replayable = recovery.replayable
-    retry_or_fail = recovery.retry_or_fail
-    may_retry = recovery.may_retry
-    schedule_retry = recovery.schedule_retry
-    retry_now = recovery.retry_now
+    def upstream_lost(self, conn: UpstreamConnection, exc: Exception | None) -> None:
+        recovery.upstream_lost(self, conn, exc)
+
+    def upstream_broken(self, detail: str) -> None:
+        recovery.upstream_broken(self, detail)
+
+    def connect_failed(self, exc: BaseException) -> None:
+        recovery.connect_failed(self, exc)
+
+    def overloaded(self, reason: str) -> None:
+        recovery.overloaded(self, reason)
+
+    def timeout(self) -> None:
+        recovery.timeout(self)
+
+    def check_progress(self, now: float) -> None:
+        recovery.check_progress(self, now)
 
     # -- endings ---------------------------------------------------------------------------------
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from surge.gateway import recovery
+
 if TYPE_CHECKING:
     from surge.gateway.exchange import Exchange
     from surge.gateway.headers import ResponseHead
@@ -38,7 +40,7 @@ class HedgeLeg:
             conn.pool.release(conn)
             return
         self.conn = conn
-        conn.exchange = self  # type: ignore[assignment]  # stands in for the exchange
+        conn.exchange = self  # stands in for the exchange until it answers
         ex = self.ex
         conn.transport.write(ex.head + b"".join(ex.body) if ex.body else ex.head)
 
@@ -79,8 +81,8 @@ class HedgeLeg:
             ex.service.record(self.upstream, ok, ex.client.gw.now())
         if not ex.holding and not ex.status and not ex.cancelled and not ex.responded:
             # The first copy had already failed and was waiting for this one.
-            ex.retry_or_fail(502, "bad-gateway", "no upstream answered the request",
-                             "upstream_reset", replay_safe=ex.replayable())
+            recovery.retry_or_fail(ex, 502, "bad-gateway", "no upstream answered the request",
+                                   "upstream_reset", replay_safe=recovery.replayable(ex))
 
 
 def p95(buckets: list[int], bounds: tuple[float, ...]) -> float:

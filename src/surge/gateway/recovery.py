@@ -1,7 +1,8 @@
 """What an exchange does when its upstream fails it: which failures are retried (and where,
 after what backoff, within which budget), what each timeout answers, how a stalled body or a
-route's deadline is cut off. Plain functions bound as methods of `Exchange` (`ex` is the
-exchange), kept apart so the happy path reads on its own."""
+route's deadline is cut off. Plain functions of the exchange (`ex`), kept apart so the happy
+path reads on its own; `Exchange` forwards the failures its connection, pool and gateway report
+to the ones here."""
 
 from __future__ import annotations
 
@@ -39,8 +40,8 @@ def upstream_lost(ex: Exchange, conn: UpstreamConnection, exc: Exception | None)
     # whether the upstream closed an idle connection just as this request arrived, or read
     # the request and then died (kill -9 closes with a FIN too), and a non-idempotent
     # request must never be delivered twice.
-    ex.retry_or_fail(502, "bad-gateway", "upstream closed the connection before answering",
-                       "upstream_reset", replay_safe=ex.replayable())
+    retry_or_fail(ex, 502, "bad-gateway", "upstream closed the connection before answering",
+                  "upstream_reset", replay_safe=replayable(ex))
 
 def upstream_broken(ex: Exchange, detail: str) -> None:
     """The upstream sent bytes that are not HTTP."""
@@ -53,19 +54,19 @@ def upstream_broken(ex: Exchange, detail: str) -> None:
     ex.conn = None
     if conn is not None:
         conn.exchange = None
-    ex.retry_or_fail(502, "bad-gateway", detail, "upstream_garbage",
-                       replay_safe=ex.replayable())
+    retry_or_fail(ex, 502, "bad-gateway", detail, "upstream_garbage",
+                  replay_safe=replayable(ex))
 
 def connect_failed(ex: Exchange, exc: BaseException) -> None:
     if ex.cancelled:
         ex.leave_upstream(None)
         return
     timeout = isinstance(exc, TimeoutError)  # (a subclass of OSError)
-    ex.retry_or_fail(504 if timeout else 502,
-                       "connect-timeout" if timeout else "connect-failed",
-                       f"could not connect to an upstream of '{ex.service.name}': "
-                       f"{'timed out' if timeout else exc}",
-                       "connect_timeout" if timeout else "connect_failed", replay_safe=True)
+    retry_or_fail(ex, 504 if timeout else 502,
+                  "connect-timeout" if timeout else "connect-failed",
+                  f"could not connect to an upstream of '{ex.service.name}': "
+                  f"{'timed out' if timeout else exc}",
+                  "connect_timeout" if timeout else "connect_failed", replay_safe=True)
 
 def overloaded(ex: Exchange, reason: str) -> None:
     ex.leave_upstream(None)
@@ -76,15 +77,15 @@ def timeout(ex: Exchange) -> None:
     """No response head within the upstream timeout."""
     ex.deadline = 0.0
     ex.abandon_upstream(ok=False)
-    ex.retry_or_fail(504, "upstream-timeout", "upstream did not answer within "
-                       f"{ex.client.gw.upstream_timeout:g}s", "upstream_timeout",
-                       replay_safe=ex.replayable())
+    retry_or_fail(ex, 504, "upstream-timeout", "upstream did not answer within "
+                  f"{ex.client.gw.upstream_timeout:g}s", "upstream_timeout",
+                  replay_safe=replayable(ex))
 
 def check_progress(ex: Exchange, now: float) -> None:
     """Called by the sweeper: cut off a body that stopped moving (client or upstream side)
     and a request past its route's total deadline. Costs the data path nothing."""
     if ex.total_deadline and now >= ex.total_deadline:
-        ex.past_deadline()
+        past_deadline(ex)
         return
     client = ex.client
     if ex.tunnel or client.paused or client.write_paused:
@@ -100,7 +101,7 @@ def check_progress(ex: Exchange, now: float) -> None:
         ex.progress = moved
         ex.still_since = now
     elif now - ex.still_since >= limit:
-        ex.body_stalled(limit)
+        body_stalled(ex, limit)
 
 def body_stalled(ex: Exchange, limit: float) -> None:
     client = ex.client
@@ -141,8 +142,8 @@ def retry_or_fail(ex: Exchange, status: int, type_: str, detail: str, reason: st
     ex.leave_upstream(False)
     if ex.hedge is not None:
         return  # the other copy of a hedged request may still answer
-    if replay_safe and ex.may_retry():
-        ex.schedule_retry()
+    if replay_safe and may_retry(ex):
+        schedule_retry(ex)
     else:
         ex.fail(status, type_, detail, reason)
 
@@ -163,7 +164,7 @@ def schedule_retry(ex: Exchange) -> None:
     if delay < 0.001:
         ex.dispatch()
     else:
-        ex.client.gw.loop.call_later(delay, ex.retry_now)
+        ex.client.gw.loop.call_later(delay, retry_now, ex)
 
 def retry_now(ex: Exchange) -> None:
     if not ex.cancelled:

@@ -23,7 +23,8 @@ class AccessLog:
         self.lines: list[bytes] = []
 
     def write(self, ex: Exchange, duration: float) -> None:
-        up = ex.upstream
+        # Unset when the request never got that far (compiled, reading it would raise).
+        route, up = getattr(ex, "route", None), getattr(ex, "upstream", None)
         self.lines.append(json.dumps({
             "time": round(time.time(), 3),
             "request_id": (ex.request_id or b"-").decode(),
@@ -31,7 +32,7 @@ class AccessLog:
             "method": ex.method.decode("latin-1"),
             "path": ex.target.decode("latin-1"),
             "status": ex.status,
-            "route": ex.route.label if ex.route is not None else None,
+            "route": route.label if route is not None else None,
             "upstream": up.address if up is not None else None,
             "duration_ms": round(duration * 1000, 3),
             "bytes": ex.sent_bytes,

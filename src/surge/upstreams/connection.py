@@ -17,6 +17,7 @@ from surge.gateway.headers import ResponseHead
 
 if TYPE_CHECKING:
     from surge.gateway.exchange import Exchange
+    from surge.gateway.hedge import HedgeLeg
     from surge.upstreams.pool import Pool
 
 
@@ -35,7 +36,7 @@ class UpstreamConnection(asyncio.Protocol):
         # Set by connection_made, before the pool hands the connection to anyone.
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser = httptools.HttpResponseParser(self)
-        self.exchange: Exchange | None = None
+        self.exchange: Exchange | HedgeLeg | None = None  # a hedge's leg until it answers
         self.closed = False
         self.idle_since = 0.0
         self.pending = b""  # bytes of a response head still being received
@@ -70,7 +71,9 @@ class UpstreamConnection(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
             if self.exchange is not None:
-                self.exchange.upstream_upgraded(data[upgrade.args[0]:])
+                # A leg hands the connection to its exchange at the head: past it, only the
+                # exchange is here.
+                self.exchange.upstream_upgraded(data[upgrade.args[0]:])  # type: ignore[union-attr]
         except httptools.HttpParserError as exc:
             if self.ended is None and self.exchange is not None:
                 why = exc.__context__ if isinstance(exc.__context__, Unasked) else exc
@@ -78,8 +81,9 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
         ended, self.ended = self.ended, None
         if ended is not None and self.exchange is not None:
-            self.exchange.response_end(self, ended and not self.closed)
-        if client.out is out:
+            self.exchange.response_end(self, ended and not self.closed)  # type: ignore[union-attr]
+        # Read anew: the feed may have cleared it (a narrowed `client.out` would still be `out`).
+        if exchange.client.out is out:
             client.out = None
             if out:
                 client.transport.write(out[0] if len(out) == 1 else b"".join(out))
@@ -134,7 +138,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         if self.exchange is not None:
-            self.exchange.response_body(body)
+            self.exchange.response_body(body)  # type: ignore[union-attr]
 
     def on_message_complete(self) -> None:
         if self.head is not None and self.exchange is not None:

@@ -16,6 +16,7 @@ from surge.upstreams.connection import UpstreamConnection
 if TYPE_CHECKING:
     from surge.gateway.exchange import Exchange
     from surge.gateway.headers import ResponseHead
+    from surge.gateway.hedge import HedgeLeg
     from surge.upstreams.service import ServiceRuntime
     from surge.upstreams.upstream import Upstream
 
@@ -34,7 +35,7 @@ class Pool:
         self.idle: list[UpstreamConnection] = []   # LIFO: the warmest connection first
         self.conns: set[UpstreamConnection] = set()
         self.connecting = 0
-        self.waiters: deque[Exchange] = deque()
+        self.waiters: deque[Exchange | HedgeLeg] = deque()
         self.closing = False
         self.last_head: ResponseHead | None = None  # the head last read on this pool
 
@@ -42,7 +43,7 @@ class Pool:
     def size(self) -> int:
         return len(self.conns) + self.connecting
 
-    def acquire(self, exchange: Exchange) -> None:
+    def acquire(self, exchange: Exchange | HedgeLeg) -> None:
         """Give `exchange` a connection now, or later through `exchange.attach`."""
         idle = self.idle
         while idle:
@@ -100,7 +101,7 @@ class Pool:
             if waiter is not None:
                 waiter.overloaded("upstream_removed")
 
-    def _next_waiter(self) -> Exchange | None:
+    def _next_waiter(self) -> Exchange | HedgeLeg | None:
         while self.waiters:
             waiter = self.waiters.popleft()
             self.service.pending -= 1
@@ -108,11 +109,11 @@ class Pool:
                 return waiter
         return None
 
-    def _open(self, exchange: Exchange) -> None:
+    def _open(self, exchange: Exchange | HedgeLeg) -> None:
         self.connecting += 1
         self.loop.create_task(self._connect(exchange))
 
-    async def _connect(self, exchange: Exchange) -> None:
+    async def _connect(self, exchange: Exchange | HedgeLeg) -> None:
         up = self.upstream
         try:
             _, conn = await asyncio.wait_for(

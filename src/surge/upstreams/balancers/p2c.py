@@ -45,8 +45,8 @@ class P2CBalancer(Balancer):
             wa = a.weight_at(now)
             wb = b.weight_at(now)
         else:
-            wa = a.weight
-            wb = b.weight
+            wa = float(a.weight)
+            wb = float(b.weight)
         # Cross-multiplied comparison of (inflight + 1) * ewma / weight: no division.
         if (b.inflight + 1) * b.ewma * wa < (a.inflight + 1) * a.ewma * wb:
             return b
