@@ -1,7 +1,7 @@
 """Proxy overhead: the Surge gateway against nginx, same upstream, same client, same cores.
 
     .venv/bin/python bench/proxy.py [--duration 15] [--connections 50] [--rounds 3]
-                                    [--rate-limit] [--floor] [--only nginx|surge]
+                                    [--rate-limit] [--source] [--floor] [--only nginx|surge]
 
 One nginx upstream answers a fixed `ok` (pinned to core 0 with the client). Then, in turn,
 (a) nginx as a reverse proxy (one worker, upstream keep-alive, no access log) and (b) `surge up`
@@ -13,6 +13,8 @@ p99 latency, then the Surge/nginx ratios. With `--rounds N` the proxies alternat
 the medians are reported, which evens out other work on a shared machine. `--rate-limit` also
 runs Surge with `rate_limit: true` on the route (row `surge+rl`; one plan far above the offered
 load, so it measures the check, not rejections) and prints its cost over plain Surge.
+`--source` also runs Surge with its data path from source rather than compiled by mypyc
+(`SURGE_PURE_PYTHON=1`, row `surge-source`).
 
 Needs nginx, wrk and taskset: when nginx or wrk is missing the script installs them from
 Debian's packages (`apt-get install -y nginx-light wrk`, falling back to `nginx`), which
@@ -229,19 +231,21 @@ def surge_config(port: int, admin: int, upstream_port: int, rate_limit: bool) ->
 
 
 def bench_surge(args: argparse.Namespace, workdir: Path, upstream_port: int,
-                rate_limit: bool = False) -> Result:
+                rate_limit: bool = False, source: bool = False) -> Result:
     if not surge_up_available():
         raise Unavailable("`surge up` is not built yet (no `up` command)")
     port, admin = free_port(), free_port()
     config = surge_config(port, admin, upstream_port, rate_limit)
     try:
         gateway = start_gateway(config, workdir, name="surge-proxy",
-                                command_prefix=["taskset", "-c", PROXY_CORE])
+                                command_prefix=["taskset", "-c", PROXY_CORE],
+                                env={"SURGE_PURE_PYTHON": "1"} if source else None)
     except ProcessFailed as exc:
         lines = [line for line in str(exc).splitlines() if line.strip()]
         raise Unavailable(f"{lines[0]} -- {lines[-1]}") from None
     with gateway:
-        return measure("surge+rl" if rate_limit else "surge", gateway.pid,
+        label = "surge+rl" if rate_limit else "surge-source" if source else "surge"
+        return measure(label, gateway.pid,
                        f"http://127.0.0.1:{port}/", args)
 
 
@@ -291,6 +295,7 @@ def report(results: list[Result], unavailable: dict[str, str], args: argparse.Na
         print(f"{proxy}: not available ({reason})")
     print()
     for proxy, base in [("surge", "nginx"), ("surge+rl", "nginx"), ("surge+rl", "surge"),
+                        ("surge-source", "nginx"), ("surge", "surge-source"),
                         ("floor", "nginx"), ("surge", "floor")]:
         if proxy in medians and base in medians:
             s, b = medians[proxy], medians[base]
@@ -314,6 +319,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--rate-limit", action="store_true",
                         help="also run Surge with `rate_limit: true` on its route (surge+rl)")
+    parser.add_argument("--source", action="store_true",
+                        help="also run Surge with its data path from source, not compiled "
+                             "(SURGE_PURE_PYTHON=1): surge-source")
     parser.add_argument("--floor", action="store_true",
                         help="also run bench/floor_forwarder.py, the least a uvloop + "
                              "httptools forwarder can do, as the runtime's floor")
@@ -357,6 +365,8 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[list[Result], dict[str
         "nginx": bench_nginx, "surge": bench_surge}
     if args.rate_limit:
         benches["surge+rl"] = functools.partial(bench_surge, rate_limit=True)
+    if args.source:
+        benches["surge-source"] = functools.partial(bench_surge, source=True)
     if args.floor:
         benches["floor"] = bench_floor
     load_before = os.getloadavg()[0]

@@ -7,6 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from surge import DATA_PATH
+
 QUICKSTART = Path(__file__).resolve().parents[3] / "examples" / "quickstart"
 
 
@@ -91,6 +93,13 @@ def start_quickstart_replicas(config):  # type: ignore[no-untyped-def]
     return replicas
 
 
+DATA_PATHS = {
+    "compiled": "compiled",
+    "source": "plain Python (no C compiler at install: slower)",
+    "stale": "plain Python (sources newer than the build, or SURGE_PURE_PYTHON)",
+}
+
+
 def print_banner(path: Path, config, quickstart: bool) -> None:  # type: ignore[no-untyped-def]
     g = config.gateway
     lines = [f"surge: running {path}" + (" (the bundled quickstart)" if quickstart else "")]
@@ -99,7 +108,8 @@ def print_banner(path: Path, config, quickstart: bool) -> None:  # type: ignore[
     if g.admin:
         lines += [f"  admin API  http://{g.admin}/api/services",
                   f"  metrics    http://{g.admin}/metrics"]
-    lines.append(f"  workers    {g.workers}, access log: {g.access_log}")
+    lines.append(f"  workers    {g.workers}, access log: {g.access_log}, "
+                 f"data path: {DATA_PATHS[DATA_PATH]}")
     lines.append(f"try:  curl -i http://{g.listen[0]}/")
     lines.append("stop: Ctrl-C (in-flight requests finish first)")
     print("\n".join(lines), flush=True)
