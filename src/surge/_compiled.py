@@ -2,9 +2,10 @@
 rule at import time: the compiled modules are used together or not at all.
 
 A build with a C compiler puts a compiled module beside each of these sources; without one,
-the sources run as they are. An edited checkout (a source newer than its compiled module) or
-`SURGE_PURE_PYTHON=1` runs all of them from source, so an edit is never silently ignored;
-`pip install -e .` compiles them again."""
+the sources run as they are. An edited checkout (under `src/`, a source newer than its
+compiled module) or `SURGE_PURE_PYTHON=1` runs all of them from source, so an edit is never
+silently ignored; `pip install -e .` compiles them again. (In an installed wheel the file
+times say nothing: pip writes each file when it unpacks it.)"""
 
 from __future__ import annotations
 
@@ -67,8 +68,9 @@ def state() -> str:
     built = [(PACKAGE / m, _built(PACKAGE / m)) for m in MODULES]
     if not any(b for _, b in built):
         return "source"
+    checkout = PACKAGE.parent.name == "src"
     if os.environ.get("SURGE_PURE_PYTHON") or any(
-            b is None or s.stat().st_mtime > b.stat().st_mtime for s, b in built):
+            b is None or (checkout and s.stat().st_mtime > b.stat().st_mtime) for s, b in built):
         return "stale"
     return "compiled"
 
