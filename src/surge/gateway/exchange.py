@@ -59,7 +59,8 @@ class Exchange:
     idempotency_key = False
     hop: frozenset[bytes] | None = None  # header names the client's Connection makes hop-by-hop
     # Set on the way (route and service at routing, upstream at the first pick) and typed as
-    # present: every path that reads one runs after it is set.
+    # present: every path that reads one runs after it is set, except the accounting and the
+    # access log, which read them with getattr (compiled, an unset one raises, not None).
     route: RouteRuntime = None  # type: ignore[assignment]
     service: ServiceRuntime = None  # type: ignore[assignment]
     upstream: Upstream = None  # type: ignore[assignment]
@@ -566,7 +567,7 @@ class Exchange:
     def account(self, now: float) -> None:
         gw = self.client.gw
         duration = now - self.started
-        route = self.route
+        route = getattr(self, "route", None)  # unset when refused before routing
         if route is not None:
             route.stats.observe(self.status, duration)
         else:

@@ -8,16 +8,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from surge.config import Config
 from surge.gateway.hedge import P95_FALLBACK, p95
 from surge.gateway.policy import RoutePolicy
 from surge.observe.metrics import BUCKETS, GatewayStats, RouteStats
 from surge.routing import RouteTable, strip
 from surge.upstreams.service import ServiceRuntime
-
-if TYPE_CHECKING:
-    from surge.config import Config
 
 log = logging.getLogger("surge.gateway")
 
@@ -52,7 +50,7 @@ class RouteRuntime:
             self.hedge_delay = p95(self.stats.buckets, BUCKETS)
 
     def strip(self, path: str) -> str:
-        return strip(path, self)  # type: ignore[arg-type]
+        return strip(path, self)
 
 
 class Routes:

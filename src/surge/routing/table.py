@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 _NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
@@ -66,7 +66,7 @@ class Route:
         return (self.host is None, self.methods is None, not self.headers)
 
     def __getattr__(self, name: str) -> Any:
-        if name == "source":  # not set yet (e.g. during copy): no recursion
+        if name == "source":  # not set yet: no recursion
             raise AttributeError(name)
         return getattr(self.source, name)
 
@@ -156,7 +156,14 @@ class RouteTable:
         return len(self.routes)
 
 
-def strip(path: str, route: Route) -> str:
+class Prefixed(Protocol):
+    """What `strip` reads: a `Route`, or the gateway's runtime view of one."""
+
+    prefix: str
+    strip_prefix: bool
+
+
+def strip(path: str, route: Prefixed) -> str:
     """The path to send upstream: without the route's prefix when it has `strip_prefix`, and
     always starting with `/` (`/api/x` under `/api/` -> `/x`; `/api` under `/api` -> `/`)."""
     if not route.strip_prefix:
