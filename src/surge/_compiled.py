@@ -23,6 +23,8 @@ MODULES = (
     "gateway/client.py",
     "gateway/exchange.py",
     "gateway/headers.py",
+    "gateway/policy.py",
+    "gateway/ratelimit.py",
     "gateway/hedge.py",
     "gateway/recovery.py",
     "gateway/server.py",
