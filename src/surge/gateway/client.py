@@ -13,7 +13,7 @@ import asyncio
 import logging
 import re
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import httptools
 
@@ -25,34 +25,36 @@ if TYPE_CHECKING:
     from surge.gateway.server import Gateway
     from surge.upstreams.connection import UpstreamConnection
 
-log = logging.getLogger("surge.gateway")
+log: Final = logging.getLogger("surge.gateway")
 
 # Deadline kinds.
-NONE, HEADER, IDLE = 0, 1, 2
+NONE: Final = 0
+HEADER: Final = 1
+IDLE: Final = 2
 
 # Why reading from the client is paused (bits): a pipelined request waits; the upstream's
 # write buffer is full; a body is held while no upstream connection is ready; (8, in
 # exchange.py) a policy is waiting for a remote store; a refusal waits for the answers ahead.
 PIPELINE, UPSTREAM_FULL, HOLDING, REFUSED = 1, 2, 4, 16
 
-_DROPPED = frozenset({
+_DROPPED: Final = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade",
     b"transfer-encoding", b"content-length", b"expect", b"x-forwarded-proto",
     b"x-forwarded-host", b"x-forwarded-for", b"x-request-id", b"proxy-authorization",
 })
 
-_CLOSE = frozenset({b"close"})
+_CLOSE: Final = frozenset({b"close"})
 
 
 # Limits on one request head that no deployment needs to raise: far above what browsers and
 # HTTP clients send, far below what lets one client pin much parser state. Within them,
 # `max_header_bytes` (configurable) still bounds the head as a whole.
-MAX_HEADERS = 100        # header lines in one request -> 431
-MAX_HEADER_LINE = 8192   # bytes in one header line, name and value -> 431
-MAX_TARGET = 8192        # bytes in the request target -> 414
+MAX_HEADERS: Final = 100        # header lines in one request -> 431
+MAX_HEADER_LINE: Final = 8192   # bytes in one header line, name and value -> 431
+MAX_TARGET: Final = 8192        # bytes in the request target -> 414
 
 # RFC 9112 3.2: a Host is a uri-host (reg-name or IP literal) and an optional port.
-_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?")
+_HOST: Final = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?")
 
 
 class Refused(Exception):

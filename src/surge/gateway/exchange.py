@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from surge.gateway import headers as h
 from surge.gateway import recovery
@@ -29,16 +29,16 @@ if TYPE_CHECKING:
     from surge.upstreams.service import ServiceRuntime
     from surge.upstreams.upstream import Upstream
 
-log = logging.getLogger("surge.gateway")
+log: Final = logging.getLogger("surge.gateway")
 
 # A request body up to this size is kept after sending, so the request can be replayed.
-REPLAY_BUFFER = 64 * 1024
-_NO_BODY_STATUS = frozenset({204, 304})
-POLICY_WAIT = 8  # a pause-reading reason bit (see client.py): a policy is waiting
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_SP = b" "
-_COLON = b": "
-_CRLF = b"\r\n"
+REPLAY_BUFFER: Final = 64 * 1024
+_NO_BODY_STATUS: Final = frozenset({204, 304})
+POLICY_WAIT: Final = 8  # a pause-reading reason bit (see client.py): a policy is waiting
+_CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+_SP: Final = b" "
+_COLON: Final = b": "
+_CRLF: Final = b"\r\n"
 
 
 class Exchange:
@@ -576,4 +576,4 @@ class Exchange:
             gw.access_log.write(self, duration)
 
 
-_EMPTY: dict[str, str] = {}
+_EMPTY: Final[dict[str, str]] = {}

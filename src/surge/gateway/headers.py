@@ -6,16 +6,17 @@ from __future__ import annotations
 import itertools
 import os
 import re
+from typing import Final
 
 # Hop-by-hop headers (RFC 9110 7.6.1) plus the legacy ones proxies also drop.
-HOP_BY_HOP = frozenset({
+HOP_BY_HOP: Final = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
     b"transfer-encoding", b"upgrade", b"proxy-authenticate", b"proxy-authorization",
 })
 
-_REQUEST_ID_OK = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
-_PREFIX = os.urandom(6).hex().encode()
-_counter = itertools.count(1)
+_REQUEST_ID_OK: Final = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+_PREFIX: Final = os.urandom(6).hex().encode()
+_counter: Final = itertools.count(1)
 
 
 def new_request_id() -> bytes:
@@ -37,18 +38,18 @@ def chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
-LAST_CHUNK = b"0\r\n\r\n"
+LAST_CHUNK: Final = b"0\r\n\r\n"
 
 
 # Response heads are read as bytes with a few C-level calls: one pass of a regex over the
 # lower-cased head finds the lines the gateway acts on (framing and hop-by-hop), and the block
 # is cut around them, instead of one Python callback per header. llhttp has already checked
 # the head's grammar (no space before a colon, no bare CR or LF).
-_RESPONSE_SPECIAL = re.compile(
+_RESPONSE_SPECIAL: Final = re.compile(
     rb"\r\n(content-length|transfer-encoding|connection|keep-alive|proxy-connection|te|"
     rb"trailer|upgrade|proxy-authenticate|proxy-authorization):[ \t]*([^\r]*)")
-_UPGRADE_LINE = re.compile(rb"\r\n(?:connection|upgrade):[^\r]*", re.IGNORECASE)
-_PLAIN_TOKENS = frozenset({b"keep-alive", b"close", b"upgrade"})
+_UPGRADE_LINE: Final = re.compile(rb"\r\n(?:connection|upgrade):[^\r]*", re.IGNORECASE)
+_PLAIN_TOKENS: Final = frozenset({b"keep-alive", b"close", b"upgrade"})
 
 
 class ResponseHead:

@@ -15,7 +15,7 @@ import logging
 import operator
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from prometheus_client.core import CounterMetricFamily, Metric
 
@@ -40,8 +40,8 @@ _LIMITED = RateLimited.status, RateLimited.type
 _NONE: dict[str, str] = {}
 _NO_HEADERS: Callable[[str], str | None] = _NONE.get
 _NAME = operator.itemgetter(0)
-PEER_CACHE = 65536  # peer addresses whose identity is kept; past it the cache starts over
-PLAIN_NAMES = 512  # header names learnt as irrelevant to identity; past it none are added
+PEER_CACHE: Final = 65536  # peer addresses whose identity is kept; past it the cache starts over
+PLAIN_NAMES: Final = 512  # header names learnt as irrelevant to identity; past it none are added
 
 
 class RateLimitPolicy(RoutePolicy):

@@ -9,7 +9,7 @@ import logging
 import socket
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -25,10 +25,10 @@ from surge.observe.metrics import GatewayCollector, GatewayStats
 from surge.upstreams.prober import Prober
 from surge.upstreams.service import ServiceRuntime
 
-log = logging.getLogger("surge.gateway")
+log: Final = logging.getLogger("surge.gateway")
 
-SWEEP_INTERVAL = 0.1   # deadline resolution
-MAINTENANCE_EVERY = 10  # sweeps between pool and drain housekeeping (about a second)
+SWEEP_INTERVAL: Final = 0.1   # deadline resolution
+MAINTENANCE_EVERY: Final = 10  # sweeps between pool and drain housekeeping (about a second)
 
 
 class ReloadFollower(Protocol):

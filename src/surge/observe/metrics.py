@@ -7,7 +7,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, Final
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -16,8 +16,8 @@ from prometheus_client.core import (
     Metric,
 )
 
-BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_CLASSES: Final = ("1xx", "2xx", "3xx", "4xx", "5xx")
 
 
 class RouteStats:
@@ -117,7 +117,7 @@ class GatewayCollector:
 
 
 # One family per service figure: (kind, name, help, how to read it from a ServiceRuntime).
-_SERVICE_FAMILIES: tuple[tuple[Any, str, str, Callable[[Any], float]], ...] = (
+_SERVICE_FAMILIES: Final[tuple[tuple[Any, str, str, Callable[[Any], float]], ...]] = (
     (CounterMetricFamily, "surge_upstream_ejections", "Upstreams ejected by outlier detection",
      lambda s: s.ejections),
     (CounterMetricFamily, "surge_upstream_ejections_refused",

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any
+from typing import Any, Final
 
 # Weight of the newest latency sample in the moving average (about the last 10 requests).
-EWMA_ALPHA = 0.1
+EWMA_ALPHA: Final = 0.1
 # Latency assumed for an upstream that has not answered yet: optimistic, so it gets tried.
-INITIAL_EWMA = 0.001
+INITIAL_EWMA: Final = 0.001
 
 
 class Upstream:
