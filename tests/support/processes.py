@@ -46,7 +46,10 @@ class ProcessFailed(RuntimeError):
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now (the kernel's pick)."""
+    """A TCP port nobody listens on right now, below the ephemeral range on 127.0.0.1 (see
+    `free_ports`: no outgoing connection can take it before the test binds it)."""
+    if host == "127.0.0.1":
+        return free_ports(1)[0]
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
