@@ -46,12 +46,13 @@ class CompileDataPath(BuildHookInterface):
         # An earlier build's modules go first: a failed build must not leave them behind.
         for old in [*src.glob("*__mypyc.*.so"), *src.glob("surge/**/*.so")]:
             old.unlink()
+        modules = _modules(src)
         self.app.display_info("surge: compiling the data path with mypyc (about a minute)")
         with tempfile.TemporaryDirectory() as temp:
             setup = Path(temp) / "setup.py"
             setup.write_text(SETUP)
             done = subprocess.run(
-                [sys.executable, str(setup), ",".join(_modules(src)), str(Path(temp) / "c"),
+                [sys.executable, str(setup), ",".join(modules), str(Path(temp) / "c"),
                  "build_ext", "--inplace", "--build-temp", str(Path(temp) / "tmp"),
                  "--build-lib", str(Path(temp) / "lib")],
                 cwd=src, capture_output=True, text=True,
@@ -64,6 +65,6 @@ class CompileDataPath(BuildHookInterface):
         build_data["pure_python"] = False
         build_data["infer_tag"] = True
         build_data["artifacts"].extend(
-            f"/src/{Path(m).with_suffix('')}.*.so" for m in _modules(src))
+            f"/src/{Path(m).with_suffix('')}.*.so" for m in modules)
         for shared in src.glob("*__mypyc.*.so"):  # the group's runtime, beside the package
             build_data["force_include"][str(shared)] = shared.name
