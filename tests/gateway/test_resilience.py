@@ -175,3 +175,13 @@ def test_with_no_healthy_upstream_the_answer_is_a_quick_503_with_retry_after(ups
     assert "app" in document["detail"]
     assert response.headers["retry-after"].isdigit()
     assert metric(gw.admin_url, "surge_requests_failed_total", reason="no_healthy_upstream") == 1
+
+
+def test_a_gateway_listens_only_once_its_first_health_checks_are_back(upstreams, gateway):
+    # Checks that take 400 ms, once every 30 s: only the first round can have admitted the
+    # upstreams by the time the gateway accepts its first connection.
+    health = fast_health(path="/slow?ms=400", interval="30s", timeout="1s", rise=1)
+    fleet = upstreams(2)
+    gw = gateway(surge_yaml({"app": service(fleet, health=health)}, ROUTES))
+    assert httpx.get(f"{gw.url}/name").status_code == 200
+    assert all(u["healthy"] for u in upstream_views(gw.admin_url, "app").values())

@@ -139,6 +139,10 @@ class Gateway:
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Check every upstream once (each check bounded by its `health.timeout`), then listen:
+        a gateway that accepted first would answer 503 until its checks came back, which a
+        worker replaced under `workers: N` or a rolled gateway pod must not do."""
+        await asyncio.gather(*(prober.round() for prober in self.probers.values()))
         for address in self.config.gateway.listen:
             host, _, port = address.rpartition(":")
             server = await self.loop.create_server(
@@ -147,8 +151,6 @@ class Gateway:
             self.servers.append(server)
         for prober in self.probers.values():
             prober.start()
-            for up in prober.service.upstreams.values():
-                prober.check_soon(up)
         self.sweeper = self.loop.create_task(self.sweep())
 
     async def shutdown(self, drain: float | None = None) -> None:

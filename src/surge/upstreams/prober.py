@@ -49,6 +49,8 @@ class Prober:
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        """Check every `interval` from now on; the first round is `round()`, awaited before the
+        gateway listens, or `check_soon` for each upstream of a service added later."""
         self.task = asyncio.get_running_loop().create_task(self.run())
 
     def stop(self) -> None:
@@ -58,11 +60,11 @@ class Prober:
     async def run(self) -> None:
         while True:
             spec = self.service.spec.health
+            await asyncio.sleep(spec.interval if spec is not None else 1.0)
             try:
                 await self.round()
             except Exception:  # a bug here must not stop checking
                 log.exception("health checks of service %s failed", self.service.name)
-            await asyncio.sleep(spec.interval if spec is not None else 1.0)
 
     async def round(self) -> None:
         service = self.service
