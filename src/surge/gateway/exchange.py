@@ -33,12 +33,8 @@ log: Final = logging.getLogger("surge.gateway")
 
 # A request body up to this size is kept after sending, so the request can be replayed.
 REPLAY_BUFFER: Final = 64 * 1024
-_NO_BODY_STATUS: Final = frozenset({204, 304})
 POLICY_WAIT: Final = 8  # a pause-reading reason bit (see client.py): a policy is waiting
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
-_SP: Final = b" "
-_COLON: Final = b": "
-_CRLF: Final = b"\r\n"
 
 
 class Exchange:
@@ -58,10 +54,10 @@ class Exchange:
     cookie: bytes | None = None
     idempotency_key = False
     hop: frozenset[bytes] | None = None  # header names the client's Connection makes hop-by-hop
-    # Set on the way (route and service at routing, upstream at the first pick) and typed as
-    # present: every path that reads one runs after it is set, except the accounting and the
-    # access log, which read them with getattr (compiled, an unset one raises, not None).
-    route: RouteRuntime = None  # type: ignore[assignment]
+    route: RouteRuntime | None = None  # None until routed (an early refusal never is)
+    # Set on the way (service at routing, upstream at the first pick) and typed as present:
+    # every path that reads one runs after it is set, except the access log, which reads
+    # them with getattr (compiled, an unset one raises, not None).
     service: ServiceRuntime = None  # type: ignore[assignment]
     upstream: Upstream = None  # type: ignore[assignment]
     conn: UpstreamConnection | None = None
@@ -101,7 +97,7 @@ class Exchange:
         """Route the request and send it on its way (called when it is this request's turn)."""
         gw = self.client.gw
         if not self.request_id:
-            self.request_id = h.new_request_id()
+            self.request_id = h.REQUEST_IDS.new()
         if gw.active >= gw.max_inflight:
             self.fail(503, "overloaded", "the gateway is at its limit of "
                       f"{gw.max_inflight} requests in flight", "gateway_overloaded",
@@ -114,7 +110,10 @@ class Exchange:
             self.fail(400, "bad-request", "only origin-form request targets are accepted",
                       "invalid_target")
             return
-        path, _, query = target.partition(b"?")
+        # find, not `b"?" in target`: bytes' `in` first tries the operand as an int, and
+        # clears a TypeError when it is not (an exception per request).
+        q = target.find(b"?")
+        path, query = (target, b"") if q < 0 else (target[:q], target[q + 1:])
         routes = gw.snapshot.routes
         host = (self.host.partition(b":")[0].decode("latin-1")
                 if routes.uses_host and self.host else None)
@@ -123,7 +122,8 @@ class Exchange:
         if found is None:
             self.fail(404, "no-route", f"no route for {path.decode('latin-1')}", "no_route")
             return
-        self.route = route = found.source
+        route: RouteRuntime = found.source  # typed here: compiled, its reads are native
+        self.route = route
         if route.timeout:
             self.total_deadline = self.started + route.timeout
         if self.length > gw.max_body_bytes:
@@ -145,7 +145,7 @@ class Exchange:
 
     def run_policies(self, index: int) -> None:
         """Run the route's policies from `index`; the first answer ends the request here."""
-        policies = self.route.policies
+        policies = self.routed().policies
         while index < len(policies):
             verdict = policies[index].before(self)
             index += 1
@@ -167,7 +167,7 @@ class Exchange:
         try:
             verdict = task.result()
         except Exception:  # a policy bug answers 500; the gateway keeps serving
-            log.exception("policy %s failed", self.route.policies[index - 1])
+            log.exception("policy %s failed", self.routed().policies[index - 1])
             self.fail(500, "internal", "a gateway policy failed", "policy_error")
             return
         if verdict is not None:
@@ -184,29 +184,39 @@ class Exchange:
             self.client.write(_CONTINUE)
         self.dispatch()
 
+    def routed(self) -> RouteRuntime:
+        """The route, read where only a routed request can be (policies, hedging, deadlines
+        run after routing)."""
+        route = self.route
+        assert route is not None, "read before routing"
+        return route
+
     def header_map(self) -> dict[str, str]:
         """Lower-cased request headers, built only when a route matches on headers."""
         return {n.decode("latin-1").lower(): v.decode("latin-1") for n, v in self.headers}
 
     def upstream_head(self, target: bytes) -> bytes:
-        parts = [self.method, _SP, target, b" HTTP/1.1\r\n"]
+        # Built with bytes %-formatting of bytes (and one int): compiled, each such expression
+        # is one allocation and a memcpy per part, where b"".join goes through the buffer
+        # protocol item by item.
         hop = self.hop
-        for name, value in self.headers:
-            if hop is None or name.lower() not in hop:
-                parts += (name, _COLON, value, _CRLF)
+        lines = [b"%s: %s\r\n" % (name, value) for name, value in self.headers
+                 if hop is None or name.lower() not in hop]
         ip = self.client.ip
-        parts += (b"X-Forwarded-For: ", self.xff + b", " + ip if self.xff else ip, _CRLF,
-                  b"X-Forwarded-Proto: http\r\nX-Request-ID: ", self.request_id, _CRLF)
-        if self.host is not None:
-            parts += (b"X-Forwarded-Host: ", self.host, _CRLF)
-        if self.upgrade is not None:
-            parts += (b"Connection: Upgrade\r\nUpgrade: ", self.upgrade, _CRLF)
+        xff = self.xff
+        forwarded = b"%s, %s" % (xff, ip) if xff else ip
+        host = self.host
+        extra = b"X-Forwarded-Host: %s\r\n" % host if host is not None else b""
+        upgrade = self.upgrade
+        if upgrade is not None:
+            extra = b"%sConnection: Upgrade\r\nUpgrade: %s\r\n" % (extra, upgrade)
         if self.chunked:
-            parts.append(b"Transfer-Encoding: chunked\r\n")
+            extra = b"%sTransfer-Encoding: chunked\r\n" % extra
         elif self.length >= 0:
-            parts += (b"Content-Length: ", b"%d" % self.length, _CRLF)
-        parts.append(_CRLF)
-        return b"".join(parts)
+            extra = b"%sContent-Length: %d\r\n" % (extra, self.length)
+        return (b"%s %s HTTP/1.1\r\n%sX-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\n"
+                b"X-Request-ID: %s\r\n%s\r\n"
+                % (self.method, target, b"".join(lines), forwarded, self.request_id, extra))
 
     def dispatch(self) -> None:
         """Pick an upstream (not one this request already tried) and ask its pool for a
@@ -256,7 +266,7 @@ class Exchange:
             conn.pause_reading()
         if self.req_done:
             self.deadline = client.gw.now() + client.gw.upstream_timeout
-            if self.route.hedge_delay is not None:
+            if self.routed().hedge_delay is not None:
                 self.arm_hedge()
         if client.paused:
             client.resume_reading_for(4)
@@ -282,7 +292,7 @@ class Exchange:
             self.forward_body(h.LAST_CHUNK)
         if self.conn is not None:
             self.deadline = self.client.gw.now() + self.client.gw.upstream_timeout
-            if self.route.hedge_delay is not None:
+            if self.routed().hedge_delay is not None:
                 self.arm_hedge()
 
     def forward_body(self, framed: bytes) -> None:
@@ -328,19 +338,19 @@ class Exchange:
         self.status = status
         self.deadline = 0.0
         client = self.client
-        parts = [head.status_line(status), self.request_id, _CRLF, self.extra_headers]
+        extra = self.extra_headers
         service = self.service
         if service.sticky_cookie and not self.sticky_hit:
-            parts += (b"Set-Cookie: ", service.sticky_cookie, b"=", self.upstream.id.encode(),
-                      b"; Path=/; HttpOnly\r\n")
+            extra = b"%sSet-Cookie: %s=%s; Path=/; HttpOnly\r\n" % (
+                extra, service.sticky_cookie, self.upstream.id.encode())
         if status == 101:
-            parts += (head.upgrade_lines()[2:], _CRLF)
-        elif status in _NO_BODY_STATUS or self.method == b"HEAD":
+            extra = b"%s%s\r\n" % (extra, head.upgrade_lines()[2:])
+        elif status == 204 or status == 304 or self.method == b"HEAD":
             pass
         elif head.length < 0:
             if self.http11:
                 self.out_chunked = True
-                parts.append(b"Transfer-Encoding: chunked\r\n")
+                extra = b"%sTransfer-Encoding: chunked\r\n" % extra
             else:
                 self.keep_alive = False  # the body ends when the connection does
         if self.upgrade is not None and status != 101:
@@ -348,11 +358,10 @@ class Exchange:
         if not self.req_done:
             self.keep_alive = False  # answered before the body was read: say we will close
         if not self.keep_alive:
-            parts.append(b"Connection: close\r\n")
+            extra = b"%sConnection: close\r\n" % extra
         elif not self.http11:
-            parts.append(b"Connection: keep-alive\r\n")
-        parts.append(_CRLF)
-        client.write(b"".join(parts))
+            extra = b"%sConnection: keep-alive\r\n" % extra
+        client.write(b"%s%s\r\n%s\r\n" % (head.status_line(status), self.request_id, extra))
         if self.method == b"HEAD" and status != 101:
             # httptools cannot be told a HEAD answer has no body: finish here and never
             # reuse this connection.
@@ -407,7 +416,7 @@ class Exchange:
     def arm_hedge(self) -> None:
         if self.hedge_timer is None and self.hedge is None and recovery.replayable(self):
             self.hedge_timer = self.client.gw.loop.call_later(
-                self.route.hedge_delay, self.launch_hedge)  # type: ignore[arg-type]
+                self.routed().hedge_delay, self.launch_hedge)  # type: ignore[arg-type]
 
     def launch_hedge(self) -> None:
         """No answer yet: send one more copy to an upstream this request has not tried."""
@@ -567,7 +576,7 @@ class Exchange:
     def account(self, now: float) -> None:
         gw = self.client.gw
         duration = now - self.started
-        route = getattr(self, "route", None)  # unset when refused before routing
+        route = self.route
         if route is not None:
             route.stats.observe(self.status, duration)
         else:

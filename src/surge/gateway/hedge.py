@@ -55,6 +55,18 @@ class HedgeLeg:
     def response_head(self, status: int, head: ResponseHead) -> None:
         self.ex.hedge_answered(self, status, head)
 
+    # A leg hands its connection to the exchange at the response head, and never asks for an
+    # upgrade: what follows a head is the exchange's. Defined so that the connection's calls
+    # type-check (and, compiled, are direct calls rather than lookups by name).
+    def response_body(self, data: bytes) -> None:
+        raise AssertionError("a hedge leg got a response body after its head")
+
+    def response_end(self, conn: UpstreamConnection, upstream_keep_alive: bool) -> None:
+        raise AssertionError("a hedge leg got a response end after its head")
+
+    def upstream_upgraded(self, rest: bytes) -> None:
+        raise AssertionError("a hedge leg got an upgrade it never asked for")
+
     def upstream_lost(self, conn: UpstreamConnection, exc: Exception | None) -> None:
         self.conn = None
         self.drop(False)

@@ -123,7 +123,7 @@ def body_stalled(ex: Exchange, limit: float) -> None:
 def past_deadline(ex: Exchange) -> None:
     ex.total_deadline = 0.0
     ex.deadline = 0.0
-    timeout = ex.route.timeout
+    timeout = ex.routed().timeout
     if ex.status:
         ex.client.gw.stats.failed["route_deadline"] += 1
         ex.abandon_upstream(ok=False)

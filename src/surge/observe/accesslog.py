@@ -24,7 +24,7 @@ class AccessLog:
 
     def write(self, ex: Exchange, duration: float) -> None:
         # Unset when the request never got that far (compiled, reading it would raise).
-        route, up = getattr(ex, "route", None), getattr(ex, "upstream", None)
+        route, up = ex.route, getattr(ex, "upstream", None)
         self.lines.append(json.dumps({
             "time": round(time.time(), 3),
             "request_id": (ex.request_id or b"-").decode(),

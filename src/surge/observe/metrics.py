@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final
@@ -16,7 +15,10 @@ from prometheus_client.core import (
     Metric,
 )
 
-BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Typed as a variable-length tuple: compiled, a fixed-length one is a C struct that every
+# use as an object (a loop, a call) boxes anew, 13 floats each time.
+BUCKETS: Final[tuple[float, ...]] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _CLASSES: Final = ("1xx", "2xx", "3xx", "4xx", "5xx")
 
 
@@ -30,7 +32,14 @@ class RouteStats:
 
     def observe(self, status: int, duration: float) -> None:
         self.classes[status // 100] += 1
-        self.buckets[bisect_left(BUCKETS, duration)] += 1
+        # The first bucket at or above `duration` (bisect_left), counted up from the fast end:
+        # most requests end in the first few, and compiled this is a few float compares.
+        i = 0
+        for bound in BUCKETS:
+            if duration <= bound:
+                break
+            i += 1
+        self.buckets[i] += 1
         self.sum += duration
 
 

@@ -73,7 +73,7 @@ class UpstreamConnection(asyncio.Protocol):
             if self.exchange is not None:
                 # A leg hands the connection to its exchange at the head: past it, only the
                 # exchange is here.
-                self.exchange.upstream_upgraded(data[upgrade.args[0]:])  # type: ignore[union-attr]
+                self.exchange.upstream_upgraded(data[upgrade.args[0]:])
         except httptools.HttpParserError as exc:
             if self.ended is None and self.exchange is not None:
                 why = exc.__context__ if isinstance(exc.__context__, Unasked) else exc
@@ -81,7 +81,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
         ended, self.ended = self.ended, None
         if ended is not None and self.exchange is not None:
-            self.exchange.response_end(self, ended and not self.closed)  # type: ignore[union-attr]
+            self.exchange.response_end(self, ended and not self.closed)
         # Read anew: the feed may have cleared it (a narrowed `client.out` would still be `out`).
         if exchange.client.out is out:
             client.out = None
@@ -117,7 +117,16 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         raw = self.pending
-        end = raw.find(b"\r\n\r\n")
+        # Answers from one upstream often repeat their head byte for byte (same status,
+        # headers and length within the second of the Date header): it is read once, and
+        # recognised by a compare rather than a search for its end.
+        head = self.pool.last_head
+        if head is not None and raw.startswith(head.raw) and (
+                raw[len(head.raw):len(head.raw) + 4] == b"\r\n\r\n"):
+            end = len(head.raw)
+        else:
+            end = raw.find(b"\r\n\r\n")
+            head = None
         status = self.parser.get_status_code()
         if status < 200 and status != 101:
             self.pending = raw[end + 4:]  # an interim answer (103): skipped, not forwarded
@@ -126,19 +135,15 @@ class UpstreamConnection(asyncio.Protocol):
             # Tunnelled, the client's next requests would reach this upstream unrouted.
             raise Unasked("101 Switching Protocols to a request that asked for no upgrade")
         self.pending = b""
-        raw = raw[:end]
-        head = self.pool.last_head
-        if head is None or head.raw != raw:
-            # Answers from one upstream often repeat their head byte for byte (same status,
-            # headers and length within the second of the Date header): read it once.
-            head = self.pool.last_head = ResponseHead(raw)
+        if head is None:
+            head = self.pool.last_head = ResponseHead(raw[:end])
         self.head = head
         if self.exchange is not None:
             self.exchange.response_head(status, head)
 
     def on_body(self, body: bytes) -> None:
         if self.exchange is not None:
-            self.exchange.response_body(body)  # type: ignore[union-attr]
+            self.exchange.response_body(body)
 
     def on_message_complete(self) -> None:
         if self.head is not None and self.exchange is not None:

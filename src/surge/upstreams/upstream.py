@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any, Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from surge.upstreams.pool import Pool
 
 # Weight of the newest latency sample in the moving average (about the last 10 requests).
 EWMA_ALPHA: Final = 0.1
@@ -22,6 +25,7 @@ class Upstream:
         "address", "host", "port", "weight", "id", "inflight", "ewma", "healthy", "ejected",
         "draining", "added_at", "slow_start", "failures", "pool", "panic", "answered_at",
     )
+    pool: Pool  # its connection pool, set by the service right after construction
 
     def __init__(
         self, address: str, weight: int = 1, *, added_at: float = 0.0, slow_start: float = 0.0,
@@ -42,7 +46,6 @@ class Upstream:
         self.added_at = added_at
         self.slow_start = slow_start
         self.failures = 0  # consecutive failed requests (passive checks)
-        self.pool: Any = None  # its connection pool, set by the service
         self.panic = False  # its service is in panic mode: health is ignored
         # When it last answered a live request well (the gateway's clock): passive evidence
         # that excuses a late active check (see health.py).
