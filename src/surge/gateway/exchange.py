@@ -55,11 +55,10 @@ class Exchange:
     idempotency_key = False
     hop: frozenset[bytes] | None = None  # header names the client's Connection makes hop-by-hop
     route: RouteRuntime | None = None  # None until routed (an early refusal never is)
-    # Set on the way (service at routing, upstream at the first pick) and typed as present:
-    # every path that reads one runs after it is set, except the access log, which reads
-    # them with getattr (compiled, an unset one raises, not None).
+    upstream: Upstream | None = None  # the last one picked
+    # Set at routing and typed as present: every path that reads it runs after routing
+    # (compiled, reading it unset raises AttributeError).
     service: ServiceRuntime = None  # type: ignore[assignment]
-    upstream: Upstream = None  # type: ignore[assignment]
     conn: UpstreamConnection | None = None
     tried: tuple[Upstream, ...] = ()
     head = b""
@@ -340,9 +339,10 @@ class Exchange:
         client = self.client
         extra = self.extra_headers
         service = self.service
-        if service.sticky_cookie and not self.sticky_hit:
+        up = self.upstream
+        if service.sticky_cookie and not self.sticky_hit and up is not None:
             extra = b"%sSet-Cookie: %s=%s; Path=/; HttpOnly\r\n" % (
-                extra, service.sticky_cookie, self.upstream.id.encode())
+                extra, service.sticky_cookie, up.id.encode())
         if status == 101:
             extra = b"%s%s\r\n" % (extra, head.upgrade_lines()[2:])
         elif status == 204 or status == 304 or self.method == b"HEAD":
@@ -491,6 +491,7 @@ class Exchange:
             return
         self.holding = False
         up = self.upstream
+        assert up is not None, "holding without an upstream"
         up.inflight -= 1
         if ok is None:
             return

@@ -23,8 +23,7 @@ class AccessLog:
         self.lines: list[bytes] = []
 
     def write(self, ex: Exchange, duration: float) -> None:
-        # Unset when the request never got that far (compiled, reading it would raise).
-        route, up = ex.route, getattr(ex, "upstream", None)
+        route, up = ex.route, ex.upstream
         self.lines.append(json.dumps({
             "time": round(time.time(), 3),
             "request_id": (ex.request_id or b"-").decode(),
