@@ -2,12 +2,15 @@
 
     .venv/bin/python bench/proxy.py [--duration 15] [--connections 50] [--rounds 3]
                                     [--rate-limit] [--source] [--floor] [--only nginx|surge]
+                                    [--upstream-beside proxy|client]
 
-One nginx upstream answers a fixed `ok` (pinned to core 0 with the client). Then, in turn,
-(a) nginx as a reverse proxy (one worker, upstream keep-alive, no access log) and (b) `surge up`
-with a generated surge.yaml (one listener, `access_log: off`, one service on that upstream,
-p2c, one route `/`) run pinned to core 1 while wrk (core 0) drives them: a warm-up, then the
-measured run. For each: requests/s, proxy CPU microseconds per request (utime+stime of the
+One nginx upstream answers a fixed `ok`. Then, in turn, (a) nginx as a reverse proxy (one
+worker, upstream keep-alive, no access log) and (b) `surge up` with a generated surge.yaml (one
+listener, `access_log: off`, one service on that upstream, p2c, one route `/`) run pinned to
+core 1 while wrk (core 0) drives them: a warm-up, then the measured run. The upstream runs on
+core 1 beside the proxy (`--upstream-beside proxy`, the default), so the load generator, which
+measures the latencies, has a core to itself; with `--upstream-beside client` it shares core
+0 with wrk, which then waits for the CPU behind it and adds its own waits to the tail. For each: requests/s, proxy CPU microseconds per request (utime+stime of the
 proxy's processes from /proc/PID/stat over the measured window, divided by requests), p50 and
 p99 latency, then the Surge/nginx ratios. With `--rounds N` the proxies alternate N times and
 the medians are reported, which evens out other work on a shared machine. `--rate-limit` also
@@ -57,8 +60,8 @@ from support.processes import (  # noqa: E402
 )
 
 TEMPLATES = ROOT / "bench" / "nginx"
-CLIENT_CORE = "0"  # wrk and the upstream
-PROXY_CORE = "1"   # the proxy under test
+CLIENT_CORE = "0"  # wrk
+PROXY_CORE = "1"   # the proxy under test (and by default the upstream)
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
@@ -327,6 +330,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "httptools forwarder can do, as the runtime's floor")
     parser.add_argument("--only", choices=["nginx", "surge"],
                         help="benchmark one proxy (surge includes surge+rl)")
+    parser.add_argument("--upstream-beside", choices=["proxy", "client"], default="proxy",
+                        help="the core the upstream nginx shares: the proxy's (default) or "
+                             "wrk's")
     parser.add_argument("--rounds", type=int, default=1,
                         help="alternate the proxies this many times and report medians "
                              "(evens out other load on the machine)")
@@ -370,7 +376,8 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[list[Result], dict[str
     if args.floor:
         benches["floor"] = bench_floor
     load_before = os.getloadavg()[0]
-    with start_nginx("nginx-upstream", conf, workdir, CLIENT_CORE, upstream_port):
+    upstream_core = PROXY_CORE if args.upstream_beside == "proxy" else CLIENT_CORE
+    with start_nginx("nginx-upstream", conf, workdir, upstream_core, upstream_port):
         for round_number in range(1, args.rounds + 1):
             for proxy, bench in benches.items():
                 if not proxy.startswith(args.only or "") or proxy in unavailable:
