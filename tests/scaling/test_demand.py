@@ -34,6 +34,20 @@ def test_a_draining_queue_adds_no_arrivals():
     assert demand is not None and demand.arriving == 100
 
 
+def test_the_first_busy_reading_after_an_idle_one_counts_its_queue_as_arrivals():
+    estimate = DemandEstimate()
+    assert estimate.update({"a": 0}, {"a": 0}, {"a": 0}, now=0.0) is None
+    demand = estimate.update({"a": 100}, {"a": 100}, {"a": 201}, now=2.0)
+    assert demand == Demand(served=100, arriving=200, queued=200, cost=0.01)
+
+
+def test_a_stuck_reading_leaves_the_queue_unknown():
+    estimate = DemandEstimate()
+    estimate.update({"a": 0}, {"a": 0}, {"a": 5}, now=0.0)  # in flight, none answered
+    demand = estimate.update({"a": 100}, {"a": 100}, {"a": 201}, now=2.0)
+    assert demand is not None and demand.arriving == 100
+
+
 @pytest.mark.parametrize(
     ("cpu", "rate", "inflight"),
     [({}, {}, {}), ({"a": 50}, {"a": 0}, {"a": 0}), ({"a": 50}, {}, {"a": 1}),

@@ -43,7 +43,10 @@ class DemandEstimate:
         served = sum(rate[r] for r in replicas)
         busy = sum(cpu[r] for r in replicas) / 100  # cores, i.e. requests being served
         if served <= 0 or busy <= 0:
-            self._last = None
+            # Nothing to price a request with. An idle service's queue is known, though: empty,
+            # so the first busy reading after it counts its whole queue as growth.
+            idle = bool(replicas) and not any(inflight[r] for r in replicas)
+            self._last = (now, 0.0) if idle else None
             return None
         queued = max(0.0, sum(inflight[r] for r in replicas) - busy)
         growth = 0.0
