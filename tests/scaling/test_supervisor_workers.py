@@ -27,8 +27,9 @@ pytestmark = pytest.mark.integration
 
 def _ports_served(url: str, requests: int = 40) -> set[int]:
     """The replica ports that answer, over fresh connections (spread over the workers), eight
-    at a time. One at a time, P2C rightly keeps picking the replica with the lower latency
-    average, and a replica whose first answer was slow (a cold app) may get none of them."""
+    at a time. The services here balance round robin: P2C rightly keeps picking the replica
+    with the lower latency average, so a replica whose first answer was slow (a cold app on
+    a busy machine) could get none of 40 requests, and these tests are about membership."""
     def port(_: int) -> int:
         return httpx.get(f"{url}/", headers={"Connection": "close"}).json().get("port")
     with ThreadPoolExecutor(8) as pool:
@@ -43,7 +44,7 @@ def _env(value: str) -> Any:
 
 def test_the_master_runs_the_replicas_every_worker_routes_to_them_and_reload_rolls_them(
         gateway):
-    text = with_changes(scaled_yaml(replicas=2, workers=2), _env("v1"))
+    text = with_changes(scaled_yaml(replicas=2, workers=2, balance="round_robin"), _env("v1"))
     gw = gateway(text)
     eventually(lambda: len(ready(gw.admin_url)) == 2, 20, "two replicas ready")
     assert _ports_served(gw.url) == {int(p["address"].rpartition(":")[2])
@@ -99,7 +100,7 @@ def _worker_pids(gw: Any) -> set[int]:
 
 
 def test_a_replaced_worker_gets_the_running_replicas_at_once(gateway):
-    gw = gateway(scaled_yaml(replicas=2, workers=2))
+    gw = gateway(scaled_yaml(replicas=2, workers=2, balance="round_robin"))
     eventually(lambda: len(ready(gw.admin_url)) == 2, 20, "two replicas ready")
     ports = {int(p["address"].rpartition(":")[2]) for p in ready(gw.admin_url)}
     before = _worker_pids(gw)

@@ -2,7 +2,8 @@
 or its env): for each old replica, one new replica becomes ready before the old one drains,
 so at most one extra runs and none is missing (max surge 1, max unavailable 0). It runs in
 the background; its progress and outcome are events (`restart`, `restarted`,
-`restart_failed`). Replicas started from a spec that changed while it ran are replaced too."""
+`restart_failed`); `restarted` comes once no new request reaches an old replica. Replicas
+started from a spec that changed while it ran are replaced too."""
 
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ async def _roll(supervisor: Supervisor, group: Group, batch: list[Slot]) -> int:
     name = group.spec.name
     supervisor.events.record(name, "restart", f"rolling restart of {len(batch)} replicas")
     replaced = 0
+    retired: list[Slot] = []
     try:
         while batch:
             for slot in batch:
@@ -48,8 +50,12 @@ async def _roll(supervisor: Supervisor, group: Group, batch: list[Slot]) -> int:
                 await _until_ready(supervisor, group, new)
                 if not slot.retire.is_set():
                     supervisor.retire(group, slot, "rolling restart")
+                    retired.append(slot)
                 replaced += 1
             batch = group.outdated()
+        # Done means no new request reaches an old replica (they may still be draining).
+        while any(s.replica.state in (S.WARMING, S.READY) for s in retired):
+            await asyncio.sleep(POLL)
     except Exception as exc:  # a new replica that fails, or a bug: reported either way
         supervisor.events.record(name, "restart_failed", str(exc))
         log.error("rolling restart of %s failed: %s", name, exc)

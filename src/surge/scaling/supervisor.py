@@ -242,8 +242,8 @@ class Supervisor:
         """No new requests; wait for in-flight ones (up to `drain`), then SIGTERM."""
         replica, service = slot.replica, group.spec.name
         if replica.state in (S.WARMING, S.READY) and replica.address is not None:
-            replica.move(S.DRAINING, self.now())
             await self.membership.leave(service, replica.address)
+            replica.move(S.DRAINING, self.now())  # from here on, no new request reaches it
             deadline = self.now() + self.drain
             while (self.now() < deadline
                    and await self.membership.inflight(service, replica.address)):
