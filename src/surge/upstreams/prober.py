@@ -61,12 +61,16 @@ class Prober:
         while True:
             spec = self.service.spec.health
             await asyncio.sleep(spec.interval if spec is not None else 1.0)
-            try:
-                await self.round()
-            except Exception:  # a bug here must not stop checking
-                log.exception("health checks of service %s failed", self.service.name)
+            await self.round()
 
     async def round(self) -> None:
+        """Check every upstream once (and return ejected ones whose time is up)."""
+        try:
+            await self._round()
+        except Exception:  # a bug here must not stop checking, nor the gateway's start
+            log.exception("health checks of service %s failed", self.service.name)
+
+    async def _round(self) -> None:
         service = self.service
         due = service.outlier.due(time.monotonic())  # the gateway's clock (see server.py)
         targets = [u for u in service.upstreams.values() if not u.draining]
