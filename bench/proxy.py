@@ -10,9 +10,11 @@ listener, `access_log: off`, one service on that upstream, p2c, one route `/`) r
 core 1 while wrk (core 0) drives them: a warm-up, then the measured run. The upstream runs on
 core 1 beside the proxy (`--upstream-beside proxy`, the default), so the load generator, which
 measures the latencies, has a core to itself; with `--upstream-beside client` it shares core
-0 with wrk, which then waits for the CPU behind it and adds its own waits to the tail. For each: requests/s, proxy CPU microseconds per request (utime+stime of the
-proxy's processes from /proc/PID/stat over the measured window, divided by requests), p50 and
-p99 latency, then the Surge/nginx ratios. With `--rounds N` the proxies alternate N times and
+0 with wrk, which then waits for the CPU behind it and adds its own waits to the tail.
+
+For each: requests/s, proxy CPU microseconds per request (utime+stime of the proxy's processes
+from /proc/PID/stat over the measured window, divided by requests), p50 and p99 latency, then
+the Surge/nginx ratios. With `--rounds N` the proxies alternate N times and
 the medians are reported, which evens out other work on a shared machine. `--rate-limit` also
 runs Surge with `rate_limit: true` on the route (row `surge+rl`; one plan far above the offered
 load, so it measures the check, not rejections) and prints its cost over plain Surge.
