@@ -121,10 +121,8 @@ class UpstreamConnection(asyncio.Protocol):
         # headers and length within the second of the Date header): it is read once, and
         # recognised by a compare rather than a search for its end.
         head = self.pool.last_head
-        if head is not None and raw.startswith(head.raw) and (
-                raw[len(head.raw):len(head.raw) + 4] == b"\r\n\r\n"):
-            end = len(head.raw)
-        else:
+        end = len(head.raw) if head is not None else 0
+        if head is None or not raw.startswith(head.raw) or raw[end:end + 4] != b"\r\n\r\n":
             end = raw.find(b"\r\n\r\n")
             head = None
         status = self.parser.get_status_code()
