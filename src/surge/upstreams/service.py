@@ -49,8 +49,10 @@ class ServiceRuntime:
 
     def configure(self, spec: Any) -> None:
         """Take a (new) service spec; the upstream set is reconciled by the caller."""
-        if self.spec is None or self.spec.retry.budget_percent != spec.retry.budget_percent:
-            self.budget = RetryBudget(spec.retry.budget_percent)
+        budget = (spec.retry.budget_percent, spec.retry.min_per_second)
+        if self.spec is None or budget != (self.spec.retry.budget_percent,
+                                           self.spec.retry.min_per_second):
+            self.budget = RetryBudget(*budget)
         if self.spec is None or self.spec.outlier != spec.outlier:
             o = spec.outlier
             self.outlier = OutlierDetector(o.consecutive_failures, o.ejection,
