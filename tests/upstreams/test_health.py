@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
+import socket
 
 import pytest
 
@@ -13,9 +16,11 @@ from surge.upstreams.health import (
     Check,
     Health,
     HealthState,
+    change_note,
     check_result,
     expect_ok,
 )
+from surge.upstreams.prober import os_error_reason
 from surge.upstreams.service import ServiceRuntime
 
 P, F, T = Check.PASSED, Check.FAILED, Check.TIMED_OUT
@@ -171,3 +176,41 @@ def test_a_service_excuses_a_late_check_only_within_interval_and_timeout_of_a_li
         assert up not in service.eligible
 
     asyncio.run(run())
+
+
+U, H, D = Health.UNKNOWN, Health.HEALTHY, Health.UNHEALTHY
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "note"),
+    [(U, D, (logging.WARNING, "failed its first health check (connection refused); "
+                              "out of rotation until it passes 2 in a row")),
+     (H, D, (logging.WARNING, "is unhealthy: failed 3 health checks in a row "
+                              "(the last: connection refused); out of rotation until it passes "
+                              "2 in a row")),
+     (D, H, (logging.INFO, "is healthy again")),
+     (U, H, (logging.INFO, "is healthy")),
+     (D, D, None), (H, H, None), (U, U, None)],
+)
+def test_a_change_of_verdict_and_only_a_change_is_noted(before, after, note) -> None:
+    assert change_note(before, after, "connection refused", rise=2, fall=3) == note
+
+
+def test_a_note_counts_single_checks_in_plain_words() -> None:
+    assert change_note(H, D, "status 500", rise=1, fall=1) == (
+        logging.WARNING,
+        "is unhealthy: failed a health check (status 500); out of rotation until it passes a "
+        "health check")
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [(ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed ('127.0.0.1', 1)"),
+      "connection refused"),
+     (ConnectionResetError(errno.ECONNRESET, "reset"), "connection reset by peer"),
+     (socket.gaierror(socket.EAI_NONAME, "Name or service not known"),
+      "cannot resolve the host (Name or service not known)"),
+     (OSError("odd"), "odd")],
+)
+def test_a_failed_check_names_the_system_error_in_plain_words(error, reason) -> None:
+    assert os_error_reason(error) == reason
