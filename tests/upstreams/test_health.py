@@ -214,3 +214,24 @@ def test_a_note_counts_single_checks_in_plain_words() -> None:
 )
 def test_a_failed_check_names_the_system_error_in_plain_words(error, reason) -> None:
     assert os_error_reason(error) == reason
+
+
+def test_a_service_logs_a_dead_upstream_once_not_every_round(caplog) -> None:
+    async def run() -> None:
+        config = parse("services: {a: {upstreams: ['127.0.0.1:1'], health: "
+                       "{interval: 1s, timeout: 500ms, rise: 2, fall: 2}}}\n"
+                       "routes: [{prefix: /, service: a}]")
+        service = ServiceRuntime("a", config.services["a"], connect_timeout=1.0)
+        up = service.add("127.0.0.1:1", 1, 0.0)
+        with caplog.at_level(logging.INFO, "surge.upstreams"):
+            for now in range(10):
+                service.health_result(up, F, float(now), "connection refused")
+            service.health_result(up, P, 10.0, "")
+            service.health_result(up, P, 11.0, "")
+            service.health_result(up, P, 12.0, "")
+
+    asyncio.run(run())
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", "service a: upstream 127.0.0.1:1 failed its first health check "
+                    "(connection refused); out of rotation until it passes 2 in a row"),
+        ("INFO", "service a: upstream 127.0.0.1:1 is healthy again")]
