@@ -40,7 +40,8 @@ def test_a_service_gets_the_documented_defaults():
     assert service.sticky_cookie is None and service.health is None
     assert service.outlier.model_dump() == {
         "consecutive_failures": 5, "ejection": 30.0, "max_ejected_percent": 50}
-    assert service.retry.model_dump() == {"attempts": 2, "budget_percent": 20, "backoff": 0.025}
+    assert service.retry.model_dump() == {
+        "attempts": 2, "budget_percent": 20, "min_per_second": 10, "backoff": 0.025}
     assert (service.max_connections, service.max_pending, service.slow_start) == (1024, 1024, 0.0)
 
 

@@ -1,12 +1,16 @@
 """Retries and overload, end to end: a 503 from one upstream is retried on another for an
 idempotent request and passed through for a non-idempotent one; retries stay within the
-budget; panic mode spreads traffic when too few upstreams are healthy; the gateway's own
-in-flight cap answers a fast 503."""
+budget, whose floor (`min_per_second`) lets a quiet service retry every connect failure to a
+killed upstream until outlier detection ejects it; panic mode spreads traffic when too few
+upstreams are healthy; the gateway's own in-flight cap answers a fast 503."""
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -53,16 +57,42 @@ def test_retries_stop_at_the_budget(upstreams, gateway, unavailable):
     gw = gateway(surge_yaml(
         {"app": service([unavailable.address, good], balance="round_robin",
                         outlier={"consecutive_failures": 1000},
-                        retry={"attempts": 2, "budget_percent": 10})},
+                        retry={"attempts": 2, "budget_percent": 10, "min_per_second": 10})},
         [{"prefix": "/", "service": "app"}]))
+    started = time.monotonic()
     with httpx.Client(timeout=5) as client:
-        statuses = [client.get(f"{gw.url}/name").status_code for _ in range(100)]
+        statuses = [client.get(f"{gw.url}/name").status_code for _ in range(300)]
+    seconds = math.ceil(time.monotonic() - started)
     retries = metric(gw.admin_url, "surge_retries_total", service="app")
-    # 100 requests, 10% budget with a floor of 3: about 10 retried, the rest of the 503s
-    # reach the client rather than doubling the load.
-    assert retries <= 10 + 3
+    # 300 requests, half of them to the 503 upstream: 10% of them retried, plus the floor's
+    # 10 a second (one second's worth at once); the rest of the 503s reach the client rather
+    # than doubling the load.
+    assert retries <= 30 + 10 * (1 + seconds)
     assert metric(gw.admin_url, "surge_retry_budget_exhausted_total", service="app") > 0
-    assert statuses.count(503) >= 30
+    assert statuses.count(503) >= 150 - retries - 2, (retries, statuses.count(503))
+
+
+@pytest.mark.parametrize("clients", [1, 16])
+def test_a_killed_upstream_not_yet_ejected_costs_no_request(upstreams, gateway, clients):
+    # Issue 10's scenario: checks too rare to notice the kill, and (with one client) requests
+    # too few for 50% of them to pay the retries; the floor must cover the connect failures
+    # that come before outlier detection ejects the dead upstream, whatever the concurrency.
+    fleet = upstreams(2)
+    gw = gateway(surge_yaml(
+        {"app": service(fleet, balance="round_robin",
+                        health={"path": "/healthz", "interval": "30s"},
+                        retry={"attempts": 2, "budget_percent": 50})},
+        [{"prefix": "/", "service": "app"}]))
+    fleet[0].kill9()
+
+    def sixty_gets(_: int) -> list[int]:
+        with httpx.Client(timeout=5) as client:
+            return [client.get(f"{gw.url}/name").status_code for _ in range(60)]
+
+    with ThreadPoolExecutor(clients) as pool:
+        statuses = [s for each in pool.map(sixty_gets, range(clients)) for s in each]
+    assert statuses.count(200) == len(statuses), f"{len(statuses) - statuses.count(200)} failed"
+    assert metric(gw.admin_url, "surge_retries_total", service="app") >= 1
 
 
 def test_panic_mode_spreads_traffic_when_too_few_upstreams_are_healthy(

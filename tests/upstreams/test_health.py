@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
+import socket
 
 import pytest
 
@@ -13,9 +16,11 @@ from surge.upstreams.health import (
     Check,
     Health,
     HealthState,
+    change_note,
     check_result,
     expect_ok,
 )
+from surge.upstreams.prober import os_error_reason
 from surge.upstreams.service import ServiceRuntime
 
 P, F, T = Check.PASSED, Check.FAILED, Check.TIMED_OUT
@@ -171,3 +176,62 @@ def test_a_service_excuses_a_late_check_only_within_interval_and_timeout_of_a_li
         assert up not in service.eligible
 
     asyncio.run(run())
+
+
+U, H, D = Health.UNKNOWN, Health.HEALTHY, Health.UNHEALTHY
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "note"),
+    [(U, D, (logging.WARNING, "failed its first health check (connection refused); "
+                              "out of rotation until it passes 2 in a row")),
+     (H, D, (logging.WARNING, "is unhealthy: failed 3 health checks in a row "
+                              "(the last: connection refused); out of rotation until it passes "
+                              "2 in a row")),
+     (D, H, (logging.INFO, "is healthy again")),
+     (U, H, (logging.INFO, "is healthy")),
+     (D, D, None), (H, H, None), (U, U, None)],
+)
+def test_a_change_of_verdict_and_only_a_change_is_noted(before, after, note) -> None:
+    assert change_note(before, after, "connection refused", rise=2, fall=3) == note
+
+
+def test_a_note_counts_single_checks_in_plain_words() -> None:
+    assert change_note(H, D, "status 500", rise=1, fall=1) == (
+        logging.WARNING,
+        "is unhealthy: failed a health check (status 500); out of rotation until it passes a "
+        "health check")
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [(ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed ('127.0.0.1', 1)"),
+      "connection refused"),
+     (ConnectionResetError(errno.ECONNRESET, "reset"), "connection reset by peer"),
+     (socket.gaierror(socket.EAI_NONAME, "Name or service not known"),
+      "cannot resolve the host (Name or service not known)"),
+     (OSError("odd"), "odd")],
+)
+def test_a_failed_check_names_the_system_error_in_plain_words(error, reason) -> None:
+    assert os_error_reason(error) == reason
+
+
+def test_a_service_logs_a_dead_upstream_once_not_every_round(caplog) -> None:
+    async def run() -> None:
+        config = parse("services: {a: {upstreams: ['127.0.0.1:1'], health: "
+                       "{interval: 1s, timeout: 500ms, rise: 2, fall: 2}}}\n"
+                       "routes: [{prefix: /, service: a}]")
+        service = ServiceRuntime("a", config.services["a"], connect_timeout=1.0)
+        up = service.add("127.0.0.1:1", 1, 0.0)
+        with caplog.at_level(logging.INFO, "surge.upstreams"):
+            for now in range(10):
+                service.health_result(up, F, float(now), "connection refused")
+            service.health_result(up, P, 10.0, "")
+            service.health_result(up, P, 11.0, "")
+            service.health_result(up, P, 12.0, "")
+
+    asyncio.run(run())
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", "service a: upstream 127.0.0.1:1 failed its first health check "
+                    "(connection refused); out of rotation until it passes 2 in a row"),
+        ("INFO", "service a: upstream 127.0.0.1:1 is healthy again")]

@@ -110,7 +110,10 @@ class RetrySpec(SurgeModel):
     attempts: int = Field(default=2, ge=0)
     """Extra tries after the first one."""
     budget_percent: int = Field(default=20, ge=0, le=100)
-    """Retries never add more than this share of the service's load."""
+    """Retries never add more than this share of the service's load, beyond `min_per_second`."""
+    min_per_second: int = Field(default=10, ge=0)
+    """The budget's floor: this many retries a second are allowed whatever the share, so a
+    quiet service retries the connect failures to a dead upstream until it is ejected."""
     backoff: Duration = 0.025
     """Base pause before a retry (jittered)."""
 

@@ -75,7 +75,7 @@ async def passes_health_check(spec: GroupSpec, address: str) -> bool:
             return False
         writer.close()
         return True
-    status = await probe(target, spec.health_path, spec.health_timeout)
+    status, _ = await probe(target, spec.health_path, spec.health_timeout)
     return expect_ok(status, spec.health_expect)
 
 

@@ -16,10 +16,12 @@ always counts, and a timeout with no live answers counts, so a dead or hung upst
 falls after `fall` checks.
 
 Only `healthy` is eligible for traffic; `record()` says when that changes so the caller
-rebuilds the service's eligible set only then."""
+rebuilds the service's eligible set only then. `change_note()` is what the log says when the
+verdict changes, and only then: a dead upstream is one warning, not one a round."""
 
 from __future__ import annotations
 
+import logging
 from enum import StrEnum
 
 from surge.errors import IllegalTransition
@@ -54,6 +56,27 @@ def check_result(status: int, expect: tuple[int, int]) -> Check:
     if status == NO_ANSWER_IN_TIME:
         return Check.TIMED_OUT
     return Check.PASSED if expect_ok(status, expect) else Check.FAILED
+
+
+def change_note(before: Health, after: Health, reason: str, rise: int,
+                fall: int) -> tuple[int, str] | None:
+    """The log level and text for a verdict that went from `before` to `after` (None when it
+    did not change); `reason` is what the last failed check found, e.g. `status 500`."""
+    if before is after:
+        return None
+    back = "out of rotation until it passes " + (
+        "a health check" if rise == 1 else f"{rise} in a row")
+    if after is Health.UNHEALTHY and before is Health.UNKNOWN:
+        return logging.WARNING, f"failed its first health check ({reason}); {back}"
+    if after is Health.UNHEALTHY:
+        failed = (f"a health check ({reason})" if fall == 1
+                  else f"{fall} health checks in a row (the last: {reason})")
+        return logging.WARNING, f"is unhealthy: failed {failed}; {back}"
+    if after is Health.HEALTHY and before is Health.UNHEALTHY:
+        return logging.INFO, "is healthy again"
+    if after is Health.HEALTHY:
+        return logging.INFO, "is healthy"
+    return None
 
 
 class HealthState:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 from typing import TYPE_CHECKING
 
@@ -18,9 +20,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("surge.upstreams")
 
 
-async def probe(up: Upstream, path: str, timeout: float) -> int:
-    """The status code of one health request; NO_ANSWER_IN_TIME when `timeout` passed first,
-    0 when there was no valid answer (refused, reset, not HTTP)."""
+async def probe(up: Upstream, path: str, timeout: float) -> tuple[int, str]:
+    """The status code of one health request, and what happened when there is none:
+    (NO_ANSWER_IN_TIME, "timeout") when `timeout` passed first, (0, why) when there was no
+    valid answer (`connection refused`, `connection reset by peer`, `no HTTP answer`...)."""
     writer = None
     try:
         async with asyncio.timeout(timeout):
@@ -30,15 +33,27 @@ async def probe(up: Upstream, path: str, timeout: float) -> int:
             line = await reader.readline()
         parts = line.split(b" ", 2)
         if len(parts) >= 2 and parts[0].startswith(b"HTTP/1.") and parts[1].isdigit():
-            return int(parts[1])
-        return 0
+            return int(parts[1]), ""
+        return 0, "no HTTP answer" if line else "closed without answering"
     except TimeoutError:
-        return NO_ANSWER_IN_TIME
-    except (OSError, ValueError):
-        return 0
+        return NO_ANSWER_IN_TIME, "timeout"
+    except OSError as exc:
+        return 0, os_error_reason(exc)
+    except ValueError:  # a status line longer than the reader's limit
+        return 0, "no HTTP answer"
     finally:
         if writer is not None:
             writer.close()
+
+
+def os_error_reason(exc: OSError) -> str:
+    """`connection refused`, `no route to host`...: the system's words for the errno (asyncio's
+    own message names the address, which the log line already does)."""
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the host ({exc.strerror})"
+    if exc.errno:
+        return os.strerror(exc.errno).lower()
+    return str(exc) or type(exc).__name__
 
 
 class Prober:
@@ -82,8 +97,9 @@ class Prober:
 
     async def check(self, up: Upstream, due: bool) -> None:
         spec = self.service.spec.health
-        result = check_result(await probe(up, spec.path, spec.timeout), spec.expect)
-        self.service.health_result(up, result, time.monotonic())
+        status, error = await probe(up, spec.path, spec.timeout)
+        result = check_result(status, spec.expect)
+        self.service.health_result(up, result, time.monotonic(), error or f"status {status}")
         if due and result is Check.PASSED:
             self.service.return_ejected(up)
 

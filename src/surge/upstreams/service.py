@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from surge.errors import ClientError, NotFound
 from surge.upstreams.balancers import make_balancer
-from surge.upstreams.health import Check, HealthState
+from surge.upstreams.health import Check, HealthState, change_note
 from surge.upstreams.outlier import OutlierDetector
 from surge.upstreams.pool import Pool
 from surge.upstreams.retry import RetryBudget
@@ -49,8 +49,10 @@ class ServiceRuntime:
 
     def configure(self, spec: Any) -> None:
         """Take a (new) service spec; the upstream set is reconciled by the caller."""
-        if self.spec is None or self.spec.retry.budget_percent != spec.retry.budget_percent:
-            self.budget = RetryBudget(spec.retry.budget_percent)
+        budget = (spec.retry.budget_percent, spec.retry.min_per_second)
+        if self.spec is None or budget != (self.spec.retry.budget_percent,
+                                           self.spec.retry.min_per_second):
+            self.budget = RetryBudget(*budget)
         if self.spec is None or self.spec.outlier != spec.outlier:
             o = spec.outlier
             self.outlier = OutlierDetector(o.consecutive_failures, o.ejection,
@@ -167,23 +169,25 @@ class ServiceRuntime:
                         self.name, up.address, verdict.seconds, up.failures)
             self.refresh()
 
-    def health_result(self, up: Upstream, result: Check, now: float) -> None:
-        """One active check's result. A timeout is excused while `up`
-        answered live requests within the last interval and timeout (`now`: the gateway's
-        clock, the one `answered_at` is stamped with)."""
+    def health_result(self, up: Upstream, result: Check, now: float, reason: str = "") -> None:
+        """One active check's result (`reason`: what a failed check found, for the log). A
+        timeout is excused while `up` answered live requests within the last interval and
+        timeout (`now`: the gateway's clock, the one `answered_at` is stamped with)."""
         state = self.health.get(up)
         if state is None:
             return
         spec = self.spec.health
         serving = now - up.answered_at <= spec.interval + spec.timeout
         excused = state.excused
+        before = state.state
         flipped = state.record(result, serving)
         self.checks_excused += state.excused - excused
+        note = change_note(before, state.state, reason, state.rise, state.fall)
+        if note is not None:
+            log.log(note[0], "service %s: upstream %s %s", self.name, up.address, note[1])
         if flipped:
             up.healthy = state.healthy
             self.health_changes += 1
-            log.info("service %s: upstream %s is %s", self.name, up.address,
-                     "healthy" if up.healthy else "unhealthy")
             self.refresh()
 
     def return_ejected(self, up: Upstream) -> None:
