@@ -130,11 +130,18 @@ def wait_for_status(client: httpx.Client, key: str, status: int) -> float:
         time.sleep(0.02)
 
 
+@pytest.mark.parametrize("state", ["local", "redis"])
 def test_a_key_created_or_revoked_by_another_process_applies_within_the_refresh_interval(
-    example,
+    example, state, request,
 ):
-    """The app and `surge keys` share only the state file: the app's registry polls it."""
+    """The app and `surge keys` share only the key store (the SQLite file of `state: local`,
+    or Redis): the app's registry polls it."""
     app_dir, port = example
+    if state == "redis":
+        config = app_dir / "surge.yaml"
+        url = request.getfixturevalue("redis_url")
+        config.write_text(config.read_text().replace("state: local", f"state: {url}"))
+        assert url in config.read_text()
     server = start_uvicorn(["uvicorn", "app:app", "--port", README_PORT], app_dir, port)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
