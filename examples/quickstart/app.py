@@ -7,7 +7,8 @@ GET /healthz     {"status": "ok"}
 GET /work?ms=50  burns CPU for that long (for autoscaling demos); capped at 10 s
 POST /echo       the request body back
 
-The replica's name comes from `--name`, else `$REPLICA_NAME`, else its port."""
+The replica's name comes from `--name`, else `$REPLICA_NAME`, else `$SURGE_REPLICA` (set by
+`surge up` for the replicas of a service's `process`, e.g. `api-1`), else its port."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ MAX_WORK_MS = 10_000
 
 def _replica(request: Request) -> tuple[str, int]:
     port = request.scope["server"][1]
-    return os.environ.get("REPLICA_NAME") or str(port), port
+    env = os.environ
+    return env.get("REPLICA_NAME") or env.get("SURGE_REPLICA") or str(port), port
 
 
 async def hello(request: Request) -> JSONResponse:

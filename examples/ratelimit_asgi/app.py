@@ -7,7 +7,8 @@ expensive endpoint (counted on its own, 5 units a call). Same plans as the gatew
     uvicorn app:app --port 8080
     curl -i localhost:8080/hello                       # anonymous, by IP
     curl -i -H "Authorization: Bearer sk_..." localhost:8080/hello
-    curl -i -X POST localhost:8080/report              # 5 units of your plan each
+    curl -i -X POST -H "Authorization: Bearer sk_..." localhost:8080/report   # 5 units of hers
+    curl -i -X POST localhost:8080/report              # 5 units of the anonymous plan
 
 State comes from ./surge.yaml (`state: local` keeps keys in .surge/state.db and counts in this
 process; set `state: redis://127.0.0.1:6379/0` to share limits between many app processes).
@@ -39,14 +40,14 @@ async def hello(request):
     return PlainTextResponse(f"hello, {decision.remaining} requests left\n")
 
 
-@rate_limit(limiter, cost=5)
+@rate_limit(limiter, cost=5)  # counts the caller the middleware identified: key or IP
 async def report(request):
     return JSONResponse({"report": "expensive things"})
 
 
 @contextlib.asynccontextmanager
 async def lifespan(app):
-    registry.start()  # keys created, revoked or re-planned apply within a second
+    registry.start()  # keys created, revoked or re-planned elsewhere apply within 0.5 s
     yield
     registry.stop()
     await limiter.close()

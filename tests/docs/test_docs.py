@@ -1,4 +1,5 @@
-"""The user guide holds together: README.md opens with the two commands a new user pastes,
+"""The user guide holds together: README.md opens with its title, one sentence and the two
+commands a new user pastes,
 every relative link in README.md and docs/*.md reaches a file, and every `surge COMMAND` the
 docs show is a command that `surge --help` lists (and `surge COMMAND ACTION` an action that
 `surge COMMAND --help` lists). Pure reading plus `surge --help` in a subprocess: no servers."""
@@ -46,6 +47,13 @@ def _split(text: str) -> tuple[list[str], list[str]]:
         else:
             (prose if fence is None else code).append(line)
     return prose, code
+
+
+def _opening(text: str) -> tuple[str, str, str]:
+    """(first line, the paragraph after it joined into one line, everything after that)."""
+    head, _, rest = text.lstrip("\n").partition("\n")
+    paragraph, _, rest = rest.lstrip("\n").partition("\n\n")
+    return head, " ".join(paragraph.split()), rest
 
 
 def _leading_code_blocks(text: str) -> tuple[list[list[str]], str]:
@@ -104,8 +112,11 @@ def _name(path: Path) -> str:
     return str(path.relative_to(ROOT))
 
 
-def test_the_readme_opens_with_the_two_commands_to_run_the_quickstart_and_the_tests():
-    blocks, after = _leading_code_blocks(README.read_text())
+def test_the_readme_opens_with_a_title_a_sentence_then_the_commands_for_quickstart_and_tests():
+    title, sentence, rest = _opening(README.read_text())
+    assert title == "# Surge"
+    assert sentence.endswith(".") and sentence.count(". ") == 0 and not _FENCE.match(sentence)
+    blocks, after = _leading_code_blocks(rest)
     assert blocks == [[RUN_QUICKSTART], [RUN_TESTS]]
     assert after.strip(), "something must follow the two commands"
     assert (ROOT / ".ci" / "run").is_file()

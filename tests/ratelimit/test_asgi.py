@@ -154,3 +154,37 @@ async def test_an_endpoint_limit_inside_the_middleware_reports_its_own_headers()
     async with client_for(app) as client:
         answer = await client.get("/expensive")
     assert answer.headers.get_list("RateLimit") == ['"premium";r=4;t=20']
+
+
+async def test_a_decorated_endpoint_inside_the_middleware_knows_its_keys_and_charges_its_cost(
+    keys,
+):
+    registry, free, _ = keys
+    limiter = Limiter(RateLimitSettings.from_config(SECTION))
+
+    @rate_limit(limiter, cost=2)
+    async def report(request):
+        return JSONResponse({"ok": True})
+
+    app = RateLimitMiddleware(Starlette(routes=[Route("/report", report)]), limiter,
+                              registry=registry)
+    bearer = {"Authorization": f"Bearer {free}"}
+    async with client_for(app) as client:
+        answers = [await client.get("/report", headers=bearer) for _ in range(2)]
+        bad = await client.get("/report", headers={"X-API-Key": "sk_" + "x" * 40})
+    assert [a.status_code for a in answers] == [200, 429]  # free: 3/minute, 2 units a call
+    assert answers[0].headers.get_list("RateLimit") == ['"free";r=1;t=40']
+    assert bad.status_code == 401
+
+
+async def test_a_decorator_outside_any_middleware_knows_the_keys_of_its_own_registry(keys):
+    registry, free, _ = keys
+    limiter = Limiter(RateLimitSettings.from_config(SECTION))
+
+    @rate_limit(limiter, registry=registry)
+    async def report(request):
+        return JSONResponse({"ok": True})
+
+    async with client_for(Starlette(routes=[Route("/report", report)])) as client:
+        answer = await client.get("/report", headers={"X-API-Key": free})
+    assert answer.status_code == 200 and answer.headers["RateLimit"] == '"free";r=2;t=20'

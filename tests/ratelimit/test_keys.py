@@ -8,6 +8,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -100,6 +101,50 @@ def test_the_registry_knows_active_keys_only():
     registry.refresh()
     assert registry.lookup(raw) is None and registry.by_id(info.id) is None
     assert registry.lookup("sk_" + "x" * 500) is None
+
+
+def test_a_key_created_through_the_registry_is_in_force_here_when_the_call_returns():
+    registry = KeyRegistry(MemoryKeyStore(), interval=3600).start()  # no poll will come
+    try:
+        raw, info = registry.create("alice", "free")
+        assert registry.lookup(raw) == info
+        assert registry.set_plan(info.id, "premium").plan == registry.lookup(raw).plan
+        registry.revoke(raw)
+        assert registry.lookup(raw) is None
+    finally:
+        registry.stop()
+
+
+class SlowListing(MemoryKeyStore):
+    """Takes its snapshot, then waits: a poll that read the store just before a write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listing, self.go = threading.Event(), threading.Event()
+
+    def list(self):
+        keys = super().list()
+        if not self.go.is_set():
+            self.listing.set()
+            self.go.wait(5)
+        return keys
+
+
+def test_a_poll_that_read_the_store_before_a_write_cannot_hide_the_written_key():
+    store = SlowListing()
+    store.create("old", "free")
+    registry = KeyRegistry(store)
+    poll = threading.Thread(target=registry.refresh)
+    poll.start()
+    assert store.listing.wait(5)
+    created: list[str] = []
+    writer = threading.Thread(target=lambda: created.append(registry.create("new", "free")[0]))
+    writer.start()
+    time.sleep(0.1)  # the writer's own refresh is done (or waiting for the poll's)
+    store.go.set()
+    poll.join(5)
+    writer.join(5)
+    assert registry.lookup(created[0]) is not None
 
 
 def test_identity_is_the_key_on_its_plan_or_the_client_on_none():

@@ -270,23 +270,20 @@ class KeyRoutes:
         limiting = self.limiting()
         body = _fields(request, "name", "plan")
         self._check_plan(limiting, body["plan"])
-        raw, info = await self._blocking(limiting.keys.create, body["name"], body["plan"])
-        await self._blocking(limiting.registry.refresh)  # this process sees it at once
+        raw, info = await self._blocking(limiting.registry.create, body["name"], body["plan"])
         return json_response({"key": raw, **_view(info)}, 201,
                              [("Location", f"/api/keys/{info.id}")])
 
     async def revoke_key(self, request: Request) -> Response:
         limiting = self.limiting()
-        info = await self._blocking(limiting.keys.revoke, request.params["id"])
-        await self._blocking(limiting.registry.refresh)
+        info = await self._blocking(limiting.registry.revoke, request.params["id"])
         return json_response(_view(info))
 
     async def set_plan(self, request: Request) -> Response:
         limiting = self.limiting()
         plan = _fields(request, "plan")["plan"]
         self._check_plan(limiting, plan)
-        info = await self._blocking(limiting.keys.set_plan, request.params["id"], plan)
-        await self._blocking(limiting.registry.refresh)
+        info = await self._blocking(limiting.registry.set_plan, request.params["id"], plan)
         return json_response(_view(info))
 
     @staticmethod

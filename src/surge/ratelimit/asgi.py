@@ -3,6 +3,10 @@
 FastAPI endpoint, counted per endpoint). A rejected request gets 429 problem+json with
 `Retry-After`; an invalid API key gets 401; every answer carries `RateLimit-Policy` and
 `RateLimit`. With the `shaping` algorithm an admitted request is held for its delay first.
+
+A decorated endpoint inside the middleware counts the caller the middleware identified (its
+API key on the key's plan), so both see the same keys without the decorator being given the
+registry again.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
 # A custom identity: from the ASGI scope to the identity string (plan: the default one)
 IdentifyFn = Callable[[Scope], str]
+# Where a guard that identifies callers leaves (identity, plan) in the ASGI scope, for the
+# guards of decorated endpoints further in that have no registry or `identify` of their own
+CALLER = "surge.ratelimit.caller"
 
 
 class Guard:
@@ -43,6 +50,7 @@ class Guard:
         self.limiter = limiter
         self.identifier = Identifier(limiter.settings, registry)
         self.identify = identify
+        self.defers = registry is None and identify is None
         self.plan = plan
         self.cost = cost
 
@@ -68,12 +76,18 @@ class Guard:
         return decision, headers
 
     def _who(self, scope: Scope) -> tuple[str, str | None]:
+        caller: tuple[str, str | None] | None = scope.get(CALLER)
+        if caller is not None and self.defers:
+            return caller
         if self.identify is not None:
-            return self.identify(scope), None
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-                   for k, v in scope.get("headers") or ()}
-        client = scope.get("client")
-        return self.identifier.identify(headers.get, client[0] if client else "unknown")
+            caller = self.identify(scope), None
+        else:
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                       for k, v in scope.get("headers") or ()}
+            client = scope.get("client")
+            caller = self.identifier.identify(headers.get, client[0] if client else "unknown")
+        scope[CALLER] = caller
+        return caller
 
 
 class RateLimitMiddleware:
@@ -107,7 +121,9 @@ class RateLimitMiddleware:
 def rate_limit(limiter: Limiter, **options: Any) -> Callable[[Callable], Callable]:
     """Decorate a Starlette endpoint `async def f(request)` or a FastAPI one that takes a
     `request: Request` parameter. The endpoint is counted on its own (its name prefixes
-    the identity); a response object it returns gets the RateLimit headers."""
+    the identity); a response object it returns gets the RateLimit headers. Inside
+    `RateLimitMiddleware` it counts the caller the middleware identified, unless given a
+    `registry` or `identify` of its own; outside it, API keys need `registry=`."""
     guard = Guard(limiter, **options)
 
     def decorate(endpoint: Callable) -> Callable:

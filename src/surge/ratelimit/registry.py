@@ -1,7 +1,10 @@
 """`KeyRegistry`: the in-memory view of API keys that a running gateway or app consults on
 every request (`lookup`, synchronous, no I/O), kept fresh by a background thread that polls
-the key store's version counter, so a key created, revoked or moved to another plan takes
-effect within about one poll interval, without a restart.
+the key store's version counter. A key created, revoked or re-planned through the registry
+(`create`, `revoke`, `set_plan`: the gateway's admin API, or your app) is in force in this
+process when the call returns; a change made by another process (`surge keys`, another
+gateway or app) is in force here within `interval` plus one read of the store, while the
+store answers. Nothing on the request path ever waits for the store.
 """
 
 from __future__ import annotations
@@ -14,14 +17,22 @@ from surge.ratelimit.keys import KeyInfo, KeyStore, hash_key, well_formed
 log = logging.getLogger("surge.ratelimit")
 
 
+# How often a registry polls its store: the bound on how late another process's change
+# arrives here (docs/ratelimit.md states it)
+REFRESH_INTERVAL = 0.5
+
+
 class KeyRegistry:
-    def __init__(self, store: KeyStore, *, interval: float = 0.5) -> None:
+    def __init__(self, store: KeyStore, *, interval: float = REFRESH_INTERVAL) -> None:
         self.store = store
         self.interval = interval
         self.refresh_errors = 0  # polls that failed; the last good view stays in force
         self._by_hash: dict[str, KeyInfo] = {}
         self._by_id: dict[str, KeyInfo] = {}
         self._version: int | None = None
+        # one refresh at a time: a poll that read the store before a write must not
+        # replace the view the writer's own refresh built after it
+        self._refreshing = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -38,15 +49,35 @@ class KeyRegistry:
 
     def refresh(self) -> bool:
         """Reload when the store's version moved; True when the view changed."""
-        version = self.store.version()
-        if version == self._version:
-            return False
-        keys = self.store.list()
-        # whole dicts are swapped in: readers never see a half-built one
-        self._by_hash = {k.key_hash: k for k in keys if k.active}
-        self._by_id = {k.id: k for k in keys if k.active}
-        self._version = version
-        return True
+        with self._refreshing:
+            version = self.store.version()
+            if version == self._version:
+                return False
+            keys = self.store.list()
+            # whole dicts are swapped in: readers never see a half-built one
+            self._by_hash = {k.key_hash: k for k in keys if k.active}
+            self._by_id = {k.id: k for k in keys if k.active}
+            self._version = version
+            return True
+
+    def create(self, name: str, plan: str) -> tuple[str, KeyInfo]:
+        """A new key, usable in this process as soon as this returns (blocking I/O: call it
+        off the event loop). Returns the raw key (show it once) and its stored record."""
+        raw, info = self.store.create(name, plan)
+        self.refresh()
+        return raw, info
+
+    def revoke(self, ref: str) -> KeyInfo:
+        """Revoke a key (by id or raw key): 401 in this process as soon as this returns."""
+        info = self.store.revoke(ref)
+        self.refresh()
+        return info
+
+    def set_plan(self, ref: str, plan: str) -> KeyInfo:
+        """Move a key to another plan, in force in this process as soon as this returns."""
+        info = self.store.set_plan(ref, plan)
+        self.refresh()
+        return info
 
     def start(self) -> KeyRegistry:
         """Load now, then keep refreshing in a daemon thread until `stop()`. A store that is
