@@ -32,6 +32,7 @@ ROUTES = [
     {"prefix": "/strip/", "service": "st", "strip_prefix": True},
     {"prefix": "/ro/", "service": "st", "methods": ["GET"]},
     {"prefix": "/limited/", "service": "st", "rate_limit": {"plan": "tight"}},
+    {"prefix": "/hashed/", "service": "hashed"},
 ]
 
 
@@ -54,6 +55,8 @@ def upstreams() -> Iterator[dict[str, RawUpstream]]:
 
 def _start(stack: Any, upstreams: dict[str, RawUpstream], **paths: Any) -> Any:
     services = {name: service([u.address]) for name, u in upstreams.items()}
+    services["hashed"] = service([u.address for u in upstreams.values()], balance="hash",
+                                 hash_on="path")
     text = surge_yaml(services, ROUTES, **({"paths": paths} if paths else {}))
 
     def plans(data: dict[str, Any]) -> None:
@@ -161,3 +164,9 @@ def test_a_rate_limited_route_is_not_sidestepped(default):
     assert send(default, "/limited/a").status == 200
     assert send(default, "/raw/../limited/a").status == 429
     assert send(default, "/raw/%2E%2E/limited/a").status == 429
+
+
+def test_hashing_on_the_path_sends_two_spellings_of_a_path_to_one_upstream(default):
+    for i in range(8):
+        plain = reached(default, f"/hashed/{i}")
+        assert reached(default, f"/hashed/x/../%7E/../{i}") == plain

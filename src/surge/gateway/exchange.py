@@ -57,6 +57,7 @@ class Exchange:
     idempotency_key = False
     hop: frozenset[bytes] | None = None  # header names the client's Connection makes hop-by-hop
     route: RouteRuntime | None = None  # None until routed (an early refusal never is)
+    path = ""  # the normal form of the target's path (routing.paths), set before routing
     upstream: Upstream | None = None  # the last one picked
     # Set at routing and typed as present: every path that reads it runs after routing
     # (compiled, reading it unset raises AttributeError).
@@ -126,6 +127,7 @@ class Exchange:
         except BadPath as exc:
             self.fail(400, "bad-request", str(exc), "invalid_path")
             return
+        self.path = path
         routes = gw.snapshot.routes
         host = (self.host.partition(b":")[0].decode("latin-1")
                 if routes.uses_host and self.host else None)
