@@ -44,6 +44,11 @@ class ClientError(SurgeError):
     title = "Bad request"
 
 
+class BadPath(ClientError):
+    """A request path that has no one reading: it climbs above the root, holds a malformed or
+    refused percent-escape (`routing.paths`)."""
+
+
 class HeaderTooLarge(ClientError):
     status = 431
     type = "header-too-large"

@@ -84,6 +84,9 @@ class Gateway:
         self.upstream_body_timeout = g.timeouts.upstream_body
         self.idle_timeout = g.timeouts.idle
         self.max_inflight = g.max_inflight
+        self.keep_encoded_slash = g.paths.encoded_slash == "keep"
+        self.merge_slashes = g.paths.merge_slashes
+        self.forward_original = g.paths.forward == "original"
         self.set_rate_limiting(config)
         # Admin changes of a service that left the config would come back with it.
         self.dynamic = {name: d for name, d in self.dynamic.items() if name in config.services}
