@@ -118,8 +118,10 @@ SERVICE_PROBLEMS = [
     ("upstreams: []",
      "services.api: a service needs 'upstreams', 'process' or both"),
     ("{upstreams: ['127.0.0.1:1'], balance: fastest}",
-     "services.api.balance: Input should be 'p2c', 'round_robin', 'weighted', 'least_conn', "
-     "'hash' or 'random'"),
+     "services.api.balance: unknown value 'fastest' (one of: p2c, round_robin, weighted, "
+     "least_conn, hash, random)"),
+    ("{upstreams: ['127.0.0.1:1'], balance: round_robbin}",
+     "services.api.balance: unknown value 'round_robbin' (did you mean 'round_robin'?)"),
     ("{upstreams: ['127.0.0.1:1'], hash_on: 'query:x'}",
      "services.api.hash_on: expected one of ip | path | header:NAME | cookie:NAME, "
      "got 'query:x'"),
