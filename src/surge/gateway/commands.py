@@ -129,6 +129,8 @@ DATA_PATHS = {
 
 
 def print_banner(path: Path, config, quickstart: bool) -> None:  # type: ignore[no-untyped-def]
+    from surge.masking import mask_credentials
+
     g = config.gateway
     lines = [f"surge: running {path}" + (" (the bundled quickstart)" if quickstart else "")]
     for address in g.listen:
@@ -138,6 +140,10 @@ def print_banner(path: Path, config, quickstart: bool) -> None:  # type: ignore[
                   f"  metrics    http://{g.admin}/metrics"]
     lines.append(f"  workers    {g.workers}, access log: {g.access_log}, "
                  f"data path: {DATA_PATHS[DATA_PATH]}")
+    if config.state != "local":
+        lines.append(f"  state      {mask_credentials(config.state)}")
+    if config.jobs is not None:
+        lines.append(f"  jobs       {mask_credentials(config.jobs.broker)}")
     lines.append(f"try:  curl -i http://{g.listen[0]}/")
     lines.append("stop: Ctrl-C (in-flight requests finish first)")
     print("\n".join(lines), flush=True)
