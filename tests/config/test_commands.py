@@ -31,7 +31,7 @@ def test_check_of_a_bad_file_prints_each_problem_and_exits_2(tmp_path):
     done = surge("check", str(bad))
     assert done.returncode == 2
     assert done.stdout.splitlines() == [
-        f"{bad}: gateway.workers: Input should be greater than or equal to 1",
+        f"{bad}: gateway.workers: must be at least 1, got 0",
         f"{bad}: routes[1].service: unknown service 'ap' (did you mean 'api'?)",
     ]
 
