@@ -7,7 +7,6 @@ import json
 from http import HTTPStatus
 
 from surge.errors import SurgeError
-from surge.masking import mask_credentials
 
 PROBLEM_TYPE_BASE = "https://surge.dev/problems/"
 CONTENT_TYPE = b"application/problem+json"
@@ -25,8 +24,7 @@ def problem_document(
     if detail:
         doc["detail"] = detail
     doc.update(extra)
-    # An error may quote a store's URL (a reload refused, a broker down): never its password.
-    return mask_credentials(json.dumps(doc, separators=(",", ":"))).encode()
+    return json.dumps(doc, separators=(",", ":")).encode()
 
 
 def error_document(error: SurgeError, detail: str | None = None, **extra: object) -> bytes:
