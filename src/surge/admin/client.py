@@ -28,6 +28,11 @@ async def call(port: int, method: str, path: str, body: Any = None, *,
     return int(status_line.split(b" ", 2)[1]), content
 
 
+def not_answering(host: str, port: int | str) -> str:
+    """What to tell a user whose command found no admin API at host:port."""
+    return f"no admin API answers on {host}:{port}: is `surge up` running on {host}:{port}?"
+
+
 def raise_for_problem(status: int, content: bytes) -> None:
     """Turn a worker's problem+json answer back into the SurgeError it came from."""
     if status < 400:

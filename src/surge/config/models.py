@@ -374,7 +374,13 @@ class Config(SurgeModel):
 
     def warnings(self) -> list[str]:
         """Keys that are valid but have no effect as written."""
+        if not (self.services or self.routes or self.jobs):
+            return ["the config defines no services, routes or jobs: `surge up` would answer "
+                    "every request 404"]
         found = [w for name, s in self.services.items() for w in s.warnings(f"services.{name}")]
+        routed = {route.service for route in self.routes}
+        found += [f"services.{name}: no route uses it, so it gets no requests (add a route "
+                  f"with `service: {name}`)" for name in self.services if name not in routed]
         first: dict[tuple, int] = {}
         for i, route in enumerate(self.routes):
             j = first.setdefault(route.match_key(), i)

@@ -12,6 +12,7 @@ import random
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from surge.errors import ConfigError
 from surge.gateway.ratelimit import register_routes as register_rate_limit_routes
 from surge.gateway.server import Gateway
 from surge.jobs.gateway import JobsView
+from surge.masking import mask_credentials
 
 log = logging.getLogger("surge.gateway")
 
@@ -31,15 +33,27 @@ log = logging.getLogger("surge.gateway")
 UPSTREAMS_ENV = "SURGE_WORKER_UPSTREAMS"
 
 
-def setup_logging(level: int = logging.INFO) -> None:
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+LOG_FORMAT = "%(asctime)s %(levelname)-7s {prefix}%(name)s: %(message)s"
+
+
+class MaskingFormatter(logging.Formatter):
+    """Every log line, a library's included, with the passwords of URLs masked."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_credentials(super().format(record))
+
+
+def setup_logging(level: int = logging.INFO, prefix: str = "") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(MaskingFormatter(LOG_FORMAT.format(prefix=prefix)))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 async def serve(config: Config, path: Path | None, *, reuse_port: bool = False,
-                admin: str | None = None, ready: asyncio.Event | None = None,
+                admin: str | None = None, on_ready: Callable[[], None] | None = None,
                 worker: bool = False) -> None:
-    """Run one gateway until SIGTERM/SIGINT, then drain and return. A `worker` of
+    """Run one gateway until SIGTERM/SIGINT, then drain and return; `on_ready` is called
+    once every socket is bound and everything has started. A `worker` of
     `workers: N` runs no replicas (its master does), starts with the upstreams its master
     hands it, and tells the master its state."""
     loop = asyncio.get_running_loop()
@@ -78,8 +92,8 @@ async def serve(config: Config, path: Path | None, *, reuse_port: bool = False,
     # sight, so collections triggered by per-request garbage stay short.
     gc.collect()
     gc.freeze()
-    if ready is not None:
-        ready.set()
+    if on_ready is not None:
+        on_ready()
     await stop.wait()
     log.info("stopping: draining in-flight requests for up to %gs", config.gateway.drain)
     if admin_server is not None:
@@ -105,8 +119,10 @@ async def reload(control: Any) -> None:
 
 
 def run(config: Config, path: Path | None, *, reuse_port: bool = False,
-        admin: str | None = None, worker: bool = False) -> None:
-    uvloop.run(serve(config, path, reuse_port=reuse_port, admin=admin, worker=worker))
+        admin: str | None = None, worker: bool = False,
+        on_ready: Callable[[], None] | None = None) -> None:
+    uvloop.run(serve(config, path, reuse_port=reuse_port, admin=admin, worker=worker,
+                     on_ready=on_ready))
 
 
 # Ports handed out for a process to bind later (replicas, workers' admin APIs) come from below
@@ -161,9 +177,7 @@ def _kernel_ports(count: int) -> list[int]:
 def run_worker(path: str, index: int, admin_port: int) -> None:
     """Entry point of one of `workers: N` gateway processes (started by the master): the
     shared listeners with SO_REUSEPORT, and a private admin API for the master."""
-    setup_logging()
-    logging.getLogger().handlers[0].setFormatter(logging.Formatter(
-        f"%(asctime)s %(levelname)-7s worker-{index} %(name)s: %(message)s"))
+    setup_logging(prefix=f"worker-{index} ")
     run(load(path), Path(path), reuse_port=True, admin=f"127.0.0.1:{admin_port}", worker=True)
 
 

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -228,11 +229,14 @@ def _labelled(samples: list[Any], index: int) -> list[Any]:
     return [s._replace(labels={**s.labels, "worker": str(index)}) for s in samples]
 
 
-def run_master(config: Config, path: Path) -> int:
-    return uvloop.run(serve_master(config, path))
+def run_master(config: Config, path: Path, on_ready: Callable[[], None] | None = None) -> int:
+    return uvloop.run(serve_master(config, path, on_ready))
 
 
-async def serve_master(config: Config, path: Path) -> int:
+async def serve_master(config: Config, path: Path,
+                       on_ready: Callable[[], None] | None = None) -> int:
+    """Run the workers until SIGTERM/SIGINT; `on_ready` is called once they listen (each
+    binds the listeners before its admin port) and the public admin API does too."""
     from surge.gateway.run import free_ports, reload
     from surge.scaling.control import start_scaling
     from surge.scaling.master import WorkersMembership
@@ -267,6 +271,8 @@ async def serve_master(config: Config, path: Path) -> int:
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload(master)))
     watching = loop.create_task(master.supervise())
+    if on_ready is not None:
+        on_ready()
     await stop.wait()
     master.stopping = True
     watching.cancel()
