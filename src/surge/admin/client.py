@@ -1,5 +1,5 @@
 """A minimal client for another process's admin API (the master of `workers: N` uses it to
-reach its workers): one request per connection, JSON in and out, bounded in time."""
+reach its gateway processes): one request per connection, JSON in and out, bounded in time."""
 
 from __future__ import annotations
 
@@ -29,14 +29,14 @@ async def call(port: int, method: str, path: str, body: Any = None, *,
 
 
 def raise_for_problem(status: int, content: bytes) -> None:
-    """Turn a worker's problem+json answer back into the SurgeError it came from."""
+    """Turn a gateway process's problem+json answer back into the SurgeError it came from."""
     if status < 400:
         return
     try:
         doc = json.loads(content)
     except ValueError:
         doc = {}
-    detail = doc.get("detail") or f"worker answered {status}"
+    detail = doc.get("detail") or f"gateway process answered {status}"
     if "problems" in doc:
         raise ConfigError(list(doc["problems"]))
     if status == 404:

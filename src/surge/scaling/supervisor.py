@@ -153,9 +153,9 @@ class Supervisor:
             group.replicas.pop(replica.name, None)
 
     async def _guarded_life(self, group: Group, slot: Slot) -> int | None:
-        """`_life`, where a failure once the process runs (a gateway worker that did not answer
-        the join, say) counts as a crash: the process is stopped, and started again after the
-        backoff unless the slot was retiring anyway."""
+        """`_life`, where a failure once the process runs (a gateway process of `workers: N`
+        that did not answer the join, say) counts as a crash: the process is stopped, and
+        started again after the backoff unless the slot was retiring anyway."""
         try:
             return await self._life(group, slot)
         except Exception:
