@@ -104,3 +104,53 @@ def test_two_workers_both_serve_and_a_killed_one_is_replaced(upstreams, gateway)
                what="the killed worker replaced")
     after: set[str] = set()
     eventually(lambda: bool(gather(after, gw.url) - seen), what="answers from the replacement")
+
+
+def gateway_processes(gw) -> dict[int, tuple[int, int]]:
+    """Index -> (pid, private admin port) of the live gateway processes, from their command
+    lines (`python -m surge.gateway.run FILE INDEX PORT`)."""
+    found = {}
+    for child in psutil.Process(gw.pid).children():
+        try:
+            args = child.cmdline()
+        except psutil.Error:   # a zombie or gone
+            continue
+        if "surge.gateway.run" in args and child.status() != psutil.STATUS_ZOMBIE:
+            index, port = args[-2:]
+            found[int(index)] = (child.pid, int(port))
+    return found
+
+
+def answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def kill_once_started(gw, index: int) -> int:
+    """Wait for gateway process `index` to answer on its admin port, SIGKILL it; its pid."""
+    eventually(lambda: index in gateway_processes(gw), timeout=15, what=f"process {index}")
+    pid, port = gateway_processes(gw)[index]
+    eventually(lambda: answers(port), timeout=15, what=f"process {index} started")
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def test_a_crash_looping_gateway_process_does_not_stop_the_master_reading_the_other(
+        upstreams, gateway):
+    (a,) = upstreams(1, names=["a"])
+    gw = gateway(surge_yaml({"app": service([a])}, ROUTES, workers=2))
+    for _ in range(3):  # rapid failures: the backoff doubles, 0.5 s, 1 s, 2 s, then 4 s
+        killed = kill_once_started(gw, 1)
+        eventually(lambda k=killed: gateway_processes(gw).get(1, (k,))[0] != k,
+                   timeout=15, what="gateway process 1 replaced")
+    eventually(lambda: 0 in gateway_processes(gw), what="process 0")
+    before = metric(gw.admin_url, "surge_requests_total", worker="0")
+    kill_once_started(gw, 1)  # the fourth: replaced only 4 s from now
+    assert len(serving_processes(gw.url, 10)) == 1  # process 0 alone
+    # The master reads process 0 once a second meanwhile (its old loop slept out the backoff).
+    eventually(lambda: metric(gw.admin_url, "surge_requests_total", worker="0") >= before + 10,
+               timeout=3.0, what="process 0's requests counted during process 1's backoff")
+    assert 1 not in gateway_processes(gw), "replaced already: no backoff was being waited out"

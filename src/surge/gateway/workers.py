@@ -14,6 +14,7 @@ SIGHUP (or `POST /api/reload`) reloads every gateway process, then reconciles th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -34,7 +35,6 @@ from surge.admin.client import call, raise_for_problem
 from surge.admin.server import AdminServer
 from surge.config import Config, load
 from surge.gateway.ratelimit import RateLimiting, in_use, register_routes
-from surge.gateway.readiness import wait_for_port
 from surge.gateway.run import UPSTREAMS_ENV
 from surge.jobs.gateway import JobsView
 from surge.jobs.metrics import QUEUE_GAUGES
@@ -174,12 +174,22 @@ class Master:
         """starting -> ready: spawn it, wait for its private admin port, replay the changes
         made through the master (a first start has none), read its view."""
         await process.spawn(self.now(), self.upstreams())
-        ok = await asyncio.get_running_loop().run_in_executor(
-            None, wait_for_port, "127.0.0.1", process.admin_port, START_TIMEOUT)
-        if ok and process.alive and process.state is S.STARTING:
+        if await self.answers(process) and process.state is S.STARTING:
             process.move(S.READY, self.now())
             await self.replay(process)
         await self.poll(process)
+
+    async def answers(self, process: GatewayProcess) -> bool:
+        """Whether its private admin port answers within START_TIMEOUT; False at once when the
+        process exits first (replacing it is then `keep`'s business, without waiting)."""
+        deadline = self.now() + START_TIMEOUT
+        while process.alive and self.now() < deadline:
+            with contextlib.suppress(OSError):
+                _, writer = await asyncio.open_connection("127.0.0.1", process.admin_port)
+                writer.close()
+                return True
+            await asyncio.sleep(0.05)
+        return False
 
     async def keep(self, process: GatewayProcess) -> None:
         """Keep one started gateway process running: when it exits unasked, replace it after
