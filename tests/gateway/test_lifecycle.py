@@ -148,7 +148,9 @@ def test_a_crash_looping_gateway_process_does_not_stop_the_master_reading_the_ot
                    timeout=15, what="gateway process 1 replaced")
     eventually(lambda: 0 in gateway_processes(gw), what="process 0")
     before = metric(gw.admin_url, "surge_requests_total", worker="0")
-    kill_once_started(gw, 1)  # the fourth: replaced only 4 s from now
+    killed = kill_once_started(gw, 1)  # the fourth: replaced only 4 s from now
+    eventually(lambda: killed not in {c.pid for c in psutil.Process(gw.pid).children()},
+               what="the master has seen it exit (reaped it)")
     assert len(serving_processes(gw.url, 10)) == 1  # process 0 alone
     # The master reads process 0 once a second meanwhile (its old loop slept out the backoff).
     eventually(lambda: metric(gw.admin_url, "surge_requests_total", worker="0") >= before + 10,

@@ -25,7 +25,12 @@ async def call(port: int, method: str, path: str, body: Any = None, *,
             writer.close()
     status_line, _, rest = raw.partition(b"\r\n")
     _, _, content = rest.partition(b"\r\n\r\n")
-    return int(status_line.split(b" ", 2)[1]), content
+    parts = status_line.split(b" ", 2)
+    if len(parts) < 2 or not parts[1].isdigit():
+        # Closed before answering (a process killed mid-request, say): a connection error,
+        # which callers already expect, not an IndexError that would end their loop.
+        raise ConnectionResetError(f"no HTTP answer from {host}:{port}{path}")
+    return int(parts[1]), content
 
 
 def raise_for_problem(status: int, content: bytes) -> None:

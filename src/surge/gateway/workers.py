@@ -205,7 +205,10 @@ class Master:
             if self.stopping:
                 process.move(S.EXITED, self.now())
                 return
-            await self.start(process)
+            try:
+                await self.start(process)
+            except Exception:  # a bug here must not end this slot's supervision for good
+                log.exception("worker %d: starting its replacement failed", process.index)
 
     async def watch(self) -> None:
         """Read every gateway process's view and metrics, once a POLL_INTERVAL."""
