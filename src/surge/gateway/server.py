@@ -144,7 +144,7 @@ class Gateway:
     async def start(self) -> None:
         """Check every upstream once (each check bounded by its `health.timeout`), then listen:
         a gateway that accepted first would answer 503 until its checks came back, which a
-        worker replaced under `workers: N` or a rolled gateway pod must not do."""
+        gateway process replaced under `workers: N` or a rolled gateway pod must not do."""
         await asyncio.gather(*(prober.round() for prober in self.probers.values()))
         for address in self.config.gateway.listen:
             host, _, port = address.rpartition(":")
@@ -253,7 +253,7 @@ class Gateway:
 
     def follow_admin_changes(self, changes: dict[str, dict[str, int | None]]) -> None:
         """Take upstreams added (weight) or drained (None) elsewhere, as if through this
-        admin API: a worker of `workers: N` starts with its master's."""
+        admin API: a gateway process of `workers: N` starts with its master's."""
         for service, addresses in changes.items():
             if service in self.config.services:
                 self.dynamic.setdefault(service, {}).update(addresses)
