@@ -2,7 +2,8 @@
 request is synchronous (`acquire`, `release`, `lost`); only opening a connection awaits.
 
 Limits: at most `max_connections` open or opening; requests beyond that wait in `waiters`,
-bounded per service by `max_pending` (the service counts them); past it -> overload (503)."""
+bounded per service by `max_pending` (the service counts them); past it -> overload (503,
+the `MAX_PENDING` problem)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
+from surge.observe.problem import MAX_PENDING, UPSTREAM_REMOVED
 from surge.upstreams.connection import UpstreamConnection
 
 if TYPE_CHECKING:
@@ -54,7 +56,7 @@ class Pool:
         if self.size < self.max_connections:
             self._open(exchange)
         elif self.service.pending >= self.service.spec.max_pending:
-            exchange.overloaded("max_pending")
+            exchange.overloaded(MAX_PENDING)
         else:
             self.service.pending += 1
             self.waiters.append(exchange)
@@ -99,7 +101,7 @@ class Pool:
         while self.waiters:
             waiter = self._next_waiter()
             if waiter is not None:
-                waiter.overloaded("upstream_removed")
+                waiter.overloaded(UPSTREAM_REMOVED)
 
     def _next_waiter(self) -> Exchange | HedgeLeg | None:
         while self.waiters:
