@@ -55,6 +55,10 @@ class HedgeLeg:
     def response_head(self, status: int, head: ResponseHead) -> None:
         self.ex.hedge_answered(self, status, head)
 
+    def interim(self, status: int, raw: bytes) -> None:
+        if self.ex.forwards_interim(status):
+            self.ex.hedge_informed(self, status, raw)
+
     # A leg hands its connection to the exchange at the response head, and never asks for an
     # upgrade: what follows a head is the exchange's. Defined so that the connection's calls
     # type-check (and, compiled, are direct calls rather than lookups by name).

@@ -17,6 +17,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from surge.config import Config, load
 from surge.errors import ClientError, NotFound
 from surge.gateway.client import ClientConnection
+from surge.gateway.headers import DATE
 from surge.gateway.policy import RoutePolicy
 from surge.gateway.ratelimit import RateLimitCollector, RateLimiting, in_use, signature
 from surge.gateway.snapshot import Snapshot, build_snapshot
@@ -186,6 +187,7 @@ class Gateway:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL)
             now = self.now()
+            DATE.tick(time.time())  # the Date line forwarded responses without one get
             for conn in list(self.connections):
                 try:
                     self.enforce(conn, now)

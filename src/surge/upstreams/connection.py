@@ -127,7 +127,11 @@ class UpstreamConnection(asyncio.Protocol):
             head = None
         status = self.parser.get_status_code()
         if status < 200 and status != 101:
-            self.pending = raw[end + 4:]  # an interim answer (103): skipped, not forwarded
+            # An interim answer (103 Early Hints): the exchange decides whether to forward it.
+            # httptools calls this for each 1xx, then waits for the next head.
+            self.pending = raw[end + 4:]
+            if self.exchange is not None:
+                self.exchange.interim(status, raw[:end])
             return
         if status == 101 and self.exchange is not None and self.exchange.upgrade is None:
             # Tunnelled, the client's next requests would reach this upstream unrouted.
