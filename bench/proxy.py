@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import platform
 import re
 import shutil
 import signal
@@ -50,6 +49,8 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the process helpers the integration tests use
+
+from machine import describe  # noqa: E402  (bench/machine.py, beside this script)
 
 from support.processes import (  # noqa: E402
     ManagedProcess,
@@ -255,13 +256,9 @@ def bench_surge(args: argparse.Namespace, workdir: Path, upstream_port: int,
 
 
 def machine() -> str:
-    model = next((line.split(":", 1)[1].strip()
-                  for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
     nginx = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
     wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
-    return (f"{model}, {os.cpu_count()} cores, Linux {platform.release()}, "
-            f"Python {platform.python_version()}, {nginx.removeprefix('nginx version: ')}, "
+    return (f"{describe()}, {nginx.removeprefix('nginx version: ')}, "
             f"{' '.join(wrk.split()[:2])}")
 
 
