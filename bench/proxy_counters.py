@@ -14,7 +14,10 @@ counts, per request wrk completed, over a measured wrk run after a warm-up:
   software events and syscall tracepoints on the proxy's process (no hardware counters
   needed; they are not there on most VMs), and /proc/PID/stat. The tracepoints cost little,
   so the proxy batches as it does untraced (strace -c, which stops the process on every call,
-  would change exactly that).
+  would change exactly that). With `--evict-every US`, a neighbour on the proxy's core copies
+  a buffer larger than the L2 (`--evict-mib`, 4) every US microseconds during the measured
+  run: what a miss costs then rises, as on a core shared with a busy kernel or other tenants,
+  and the user time per request shows how each proxy's cost grows with it.
 - `--tool callgrind`: the proxy runs under valgrind's callgrind with its cache simulator
   (`--cache-sim=yes`, caches set to this machine's per-core L1i, L1d and L2 from sysfs, the
   L2 standing in for the "last level": the L3 is shared and large and not where an
@@ -74,6 +77,16 @@ EVENTS = ["task-clock", "context-switches", "cpu-migrations", "page-faults",
           "sched:sched_wakeup", "sched:sched_waking", "raw_syscalls:sys_enter",
           *[f"syscalls:sys_enter_{name}" for name in SYSCALLS]]
 CLOCK_TICKS = 100
+# A neighbour on the proxy's core that, every pause, copies a buffer larger than the L2, so the
+# proxy finds its lines evicted as it would beside a busy kernel or other tenants' processes.
+EVICTOR = """
+import sys, time
+size, pause = int(sys.argv[1]) << 20, float(sys.argv[2]) / 1e6
+source, target = bytearray(size), bytearray(size)
+while True:
+    target[:] = source
+    time.sleep(pause)
+"""
 
 
 @contextmanager
@@ -128,9 +141,17 @@ def sched_counts(kind: str, pid: int, port: int, args: argparse.Namespace) -> di
     out = Path(tempfile.mktemp(prefix="perf-stat-", dir=args.workdir))
     perf = subprocess.Popen(["perf", "stat", "-x", ",", "-o", str(out), "-e", ",".join(EVENTS),
                              "-p", str(pid)], stderr=subprocess.DEVNULL)
-    user0, sys0 = cpu_of(pid)
-    figures = parse_wrk(run_wrk(wrk(port, args.duration, args.connections)))
-    user1, sys1 = cpu_of(pid)
+    evictor = subprocess.Popen(["taskset", "-c", PROXY_CORE, sys.executable, "-c", EVICTOR,
+                                str(args.evict_mib), str(args.evict_every)]) \
+        if args.evict_every else None
+    try:
+        user0, sys0 = cpu_of(pid)
+        figures = parse_wrk(run_wrk(wrk(port, args.duration, args.connections)))
+        user1, sys1 = cpu_of(pid)
+    finally:
+        if evictor:
+            evictor.kill()
+            evictor.wait()
     perf.send_signal(2)
     perf.wait(timeout=30)
     n = figures.requests
@@ -199,6 +220,10 @@ def main() -> int:
     parser.add_argument("--l1i", type=int, metavar="KIB",
                         help="callgrind: simulate an L1i of this size instead of the machine's "
                              "(what is left of it when other code, the kernel's, shares it)")
+    parser.add_argument("--evict-every", type=int, metavar="US", default=0,
+                        help="sched: during the measured run, a neighbour on the proxy's core "
+                             "copies --evict-mib MiB (evicting the L2) every US microseconds")
+    parser.add_argument("--evict-mib", type=int, default=4)
     args = parser.parse_args()
     ensure_tools()
     needed = ["perf"] if args.tool == "sched" else ["valgrind", "callgrind_control"]
