@@ -21,6 +21,12 @@ load, so it measures the check, not rejections) and prints its cost over plain S
 `--source` also runs Surge with its data path from source rather than compiled by mypyc
 (`SURGE_PURE_PYTHON=1`, row `surge-source`).
 
+Every run ends with the machine it ran on: CPU model, cores, L1d/L1i/L2/L3 sizes, kernel,
+Python, nginx and wrk versions (`bench/machine.py`, read from sysfs), since the same VM type
+name has given nginx 12 us and 25 us per request. Counts that timing cannot give on a shared
+machine (system calls, wake-ups, instructions, simulated cache misses per request) come from
+`bench/proxy_counters.py`, which needs `perf` and valgrind besides.
+
 Needs nginx, wrk and taskset: when nginx or wrk is missing the script installs them from
 Debian's packages (`apt-get install -y nginx-light wrk`, falling back to `nginx`), which
 needs root. Each run works in its own bench/.work/proxy-*/, removed at the end; every child
