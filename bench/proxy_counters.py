@@ -18,6 +18,9 @@ counts, per request wrk completed, over a measured wrk run after a warm-up:
   a buffer larger than the L2 (`--evict-mib`, 4) every US microseconds during the measured
   run: what a miss costs then rises, as on a core shared with a busy kernel or other tenants,
   and the user time per request shows how each proxy's cost grows with it.
+- `--tool record`: the share of the proxy's CPU samples by object (kernel, libpython, the
+  mypyc module, httptools, uvloop, libc; nginx), from `perf record -e cpu-clock`, as in the
+  shared note's profile; not per request but comparable across machines.
 - `--tool callgrind`: the proxy runs under valgrind's callgrind with its cache simulator
   (`--cache-sim=yes`, caches set to this machine's per-core L1i, L1d and L2 from sysfs, the
   L2 standing in for the "last level": the L3 is shared and large and not where an
@@ -167,6 +170,28 @@ def sched_counts(kind: str, pid: int, port: int, args: argparse.Namespace) -> di
     return counts
 
 
+def record_shares(kind: str, pid: int, port: int,
+                  args: argparse.Namespace) -> dict[str, float]:
+    """Share of the proxy's CPU samples by object (kernel, libpython, ...), as the shared
+    note's profile gave them: `perf record -e cpu-clock` (a software clock, no hardware
+    counters needed) over the measured run, `perf report --sort dso`."""
+    run_wrk(wrk(port, 3, args.connections))
+    data = args.workdir / f"perf.{kind}.data"
+    perf = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "2999", "-o",
+                             str(data), "-p", str(pid)], stderr=subprocess.DEVNULL)
+    figures = parse_wrk(run_wrk(wrk(port, args.duration, args.connections)))
+    perf.send_signal(2)
+    perf.wait(timeout=60)
+    text = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--sort", "dso"],
+                          capture_output=True, text=True).stdout
+    shares: dict[str, float] = {"requests": figures.requests, "req/s": figures.rps}
+    for match in re.finditer(r"^\s+([\d.]+)%\s+(\S+)", text, re.M):
+        name = match.group(2).strip("[]").split(".cpython")[0].split(".so")[0]
+        name = "kernel" if name.startswith("kernel") else "mypyc" if "mypyc" in name else name
+        shares[f"% {name[:11]}"] = float(match.group(1))
+    return shares
+
+
 def valgrind_argv(workdir: Path, l1i_kib: int | None) -> list[str]:
     def cache(index: str, kib: int | None = None) -> str:
         d = CACHE_DIR / index
@@ -210,7 +235,7 @@ def callgrind_counts(kind: str, pid: int, port: int,
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--tool", choices=["sched", "callgrind"], default="sched")
+    parser.add_argument("--tool", choices=["sched", "callgrind", "record"], default="sched")
     parser.add_argument("--proxies", default="nginx,surge,floor",
                         help="any of nginx, surge, surge-source (its data path not compiled: "
                              "SURGE_PURE_PYTHON=1), floor (bench/floor_forwarder.py)")
@@ -226,10 +251,10 @@ def main() -> int:
     parser.add_argument("--evict-mib", type=int, default=4)
     args = parser.parse_args()
     ensure_tools()
-    needed = ["perf"] if args.tool == "sched" else ["valgrind", "callgrind_control"]
+    needed = ["valgrind", "callgrind_control"] if args.tool == "callgrind" else ["perf"]
     if missing := [tool for tool in needed if not shutil.which(tool)]:
         sys.exit(f"needs {', '.join(missing)}: apt-get install -y "
-                 f"{'linux-perf' if args.tool == 'sched' else 'valgrind'}")
+                 f"{'valgrind' if args.tool == 'callgrind' else 'linux-perf'}")
     (ROOT / "bench" / ".work").mkdir(exist_ok=True)
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="counters-", dir=ROOT / "bench" / ".work") as tmp:
@@ -244,7 +269,8 @@ def main() -> int:
                 print(f">> {kind}: {args.tool}", flush=True)
                 with proxy_process(kind, args.workdir, upstream_port, valgrind) as (pid, port):
                     wait_until_ok(f"http://127.0.0.1:{port}/", timeout=120)
-                    measure = sched_counts if args.tool == "sched" else callgrind_counts
+                    measure = {"sched": sched_counts, "callgrind": callgrind_counts,
+                               "record": record_shares}[args.tool]
                     results[kind] = measure(kind, pid, port, args)
     report(results, args)
     return 0
@@ -254,7 +280,8 @@ def report(results: dict[str, dict[str, float]], args: argparse.Namespace) -> No
     kinds = list(results)
     names = [name for name in dict.fromkeys(k for r in results.values() for k in r)
              if any(r.get(name, 0) >= 0.005 for r in results.values())]
-    print(f"\nper request  {''.join(f'{kind:>14}' for kind in kinds)}")
+    title = "% of samples" if args.tool == "record" else "per request"
+    print(f"\n{title:<13}{''.join(f'{kind:>14}' for kind in kinds)}")
     for name in names:
         cells = "".join(f"{results[kind].get(name, 0.0):>14,.2f}" if results[kind].get(
             name, 0.0) < 100 else f"{results[kind].get(name, 0.0):>14,.0f}" for kind in kinds)
