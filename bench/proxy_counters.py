@@ -1,8 +1,8 @@
-"""Where a proxied request's CPU goes, in figures that do not depend on the machine's load.
+"""Where a proxied request's CPU goes, counted rather than timed where the machine allows it.
 
-    .venv/bin/python bench/proxy_counters.py [--tool sched|callgrind] [--proxies nginx,surge,floor]
-                                             [--upstream-beside proxy|client] [--duration 8]
-                                             [--connections 50]
+    .venv/bin/python bench/proxy_counters.py [--tool sched|record|callgrind]
+                 [--proxies nginx,surge,surge-source,floor] [--upstream-beside proxy|client]
+                 [--duration 8] [--connections 50] [--evict-every US] [--l1i KIB]
 
 The same set-up as bench/proxy.py (one nginx upstream answering `ok`, the proxy pinned to core
 1, wrk alone on core 0, the upstream beside the proxy or beside wrk), but instead of timing it
@@ -23,14 +23,16 @@ counts, per request wrk completed, over a measured wrk run after a warm-up:
   shared note's profile; not per request but comparable across machines.
 - `--tool callgrind`: the proxy runs under valgrind's callgrind with its cache simulator
   (`--cache-sim=yes`, caches set to this machine's per-core L1i, L1d and L2 from sysfs, the
-  L2 standing in for the "last level": the L3 is shared and large and not where an
-  interpreter's misses hurt). Counters are zeroed after the warm-up and dumped after the
-  measured run (`callgrind_control -z`, `-d`), so start-up is not counted. It prints user-space
+  L2 standing in for valgrind's "last level": the L3 is shared by the cores, and user space
+  alone hardly misses even the L2). `--l1i KIB` simulates a smaller L1i. Counters are zeroed
+  after the warm-up and dumped after the measured run (`callgrind_control -z`, `-d`), so
+  start-up is not counted. It prints user-space
   instructions (Ir), data reads and writes (Dr, Dw), and simulated misses per request: I1mr,
   D1mr, D1mw in the L1s, ILmr, DLmr, DLmw in the L2 (valgrind's "LL"). nginx runs with
   `master_process off` there, so valgrind sees the process that does the work. The simulation
   is of user space alone: the kernel's own use of the caches on every system call, which
-  evicts user lines too, is not in it.
+  evicts user lines too, is not in it. Each dump is kept as bench/.work/callgrind.KIND.out
+  for `callgrind_annotate`.
 
 Needs nginx, wrk, taskset, perf (Debian: `apt-get install -y nginx-light wrk linux-perf`) and,
 for `--tool callgrind`, valgrind (`apt-get install -y valgrind`); run as root for perf's
