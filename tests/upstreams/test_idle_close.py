@@ -9,7 +9,10 @@ import time
 from collections.abc import Callable
 
 from surge.config import parse
+from surge.gateway.client import ClientConnection
+from surge.gateway.exchange import Exchange
 from surge.gateway.headers import ResponseHead, keep_alive_timeout
+from surge.gateway.server import Gateway
 from surge.upstreams.connection import UpstreamConnection
 from surge.upstreams.idle_close import (
     NEVER,
@@ -19,7 +22,6 @@ from surge.upstreams.idle_close import (
     margin,
 )
 from surge.upstreams.pool import Pool
-from surge.upstreams.service import ServiceRuntime
 
 GATEWAY_IDLE = 75.0
 
@@ -103,43 +105,52 @@ def test_the_keep_alive_header_is_read_once_per_head():
 
 
 # -- which connection a request takes --------------------------------------------------------------
+# Real exchanges on in-memory transports (compiled, the pool accepts nothing else).
 
-class Request:
-    """Stands in for an exchange towards the pool: records what it was given."""
-
-    cancelled = False
-
-    def __init__(self, replayable: bool) -> None:
-        self.can_replay = replayable
-        self.conn: UpstreamConnection | None = None
-
-    def replayable(self) -> bool:
-        return self.can_replay
-
-    def attach(self, conn: UpstreamConnection) -> None:
-        self.conn = conn
-
-    def connect_failed(self, exc: BaseException) -> None:
-        pass  # port 1 refuses; the test has read `pool.connecting` by then
-
-    def upstream_lost(self, conn: UpstreamConnection, exc: Exception | None) -> None:
-        pass
+CONFIG = """
+gateway: {listen: "127.0.0.1:18999", access_log: "off"}
+services:
+  app: {upstreams: ["127.0.0.1:1"], max_connections: %d}
+routes: [{prefix: /, service: app}]
+"""
 
 
 class Transport(asyncio.Transport):
+    """Takes writes; nothing reaches a kernel."""
+
+    def write(self, data: bytes) -> None:  # type: ignore[override]
+        pass
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("127.0.0.1", 40000) if name == "peername" else default
+
+    def is_closing(self) -> bool:
+        return False
+
     def close(self) -> None:
         pass
 
 
-def _with_pool(test: Callable[[Pool], None], max_connections: int = 10) -> None:
-    """Run `test(pool)` with the pool of an upstream on port 1: a connection it opens is
-    counted in `pool.connecting` at once, and fails only after the test."""
+NewRequest = Callable[[bytes], Exchange]
+
+
+def _with_pool(test: Callable[[Pool, NewRequest], None], max_connections: int = 10) -> None:
+    """Run `test(pool, request)`, `request(method)` making an exchange, with the pool of an
+    upstream on port 1: a connection it opens is counted in `pool.connecting` at once (the
+    task that would open it never runs)."""
     async def run() -> None:
-        config = parse(f"services: {{a: {{upstreams: ['127.0.0.1:1'], "
-                       f"max_connections: {max_connections}}}}}\n"
-                       "routes: [{prefix: /, service: a}]")
-        service = ServiceRuntime("a", config.services["a"], connect_timeout=1.0)
-        test(service.add("127.0.0.1:1", 1, 0.0).pool)
+        gateway = Gateway(parse(CONFIG % max_connections))
+        service = gateway.snapshot.services["app"]
+        client = ClientConnection(gateway)
+        client.connection_made(Transport())
+
+        def request(method: bytes) -> Exchange:
+            ex = Exchange(client, 0.0)
+            ex.method = method
+            ex.service = service
+            return ex
+
+        test(next(iter(service.upstreams.values())).pool, request)
 
     asyncio.run(run())
 
@@ -154,20 +165,20 @@ def _idle(pool: Pool, since: float) -> UpstreamConnection:
 
 
 def test_a_post_takes_a_connection_used_a_moment_ago():
-    def check(pool: Pool) -> None:
+    def check(pool: Pool, request: NewRequest) -> None:
         conn = _idle(pool, since=100.0)
-        post = Request(replayable=False)
-        pool.acquire(post, now=100.5)  # type: ignore[arg-type]
+        post = request(b"POST")
+        pool.acquire(post, now=100.5)
         assert post.conn is conn and pool.connecting == 0
 
     _with_pool(check)
 
 
 def test_a_post_opens_a_new_connection_rather_than_take_one_that_may_be_closing():
-    def check(pool: Pool) -> None:
+    def check(pool: Pool, request: NewRequest) -> None:
         conn = _idle(pool, since=100.0)
-        post = Request(replayable=False)
-        pool.acquire(post, now=100.0 + UNKNOWN_REUSE)  # type: ignore[arg-type]
+        post = request(b"POST")
+        pool.acquire(post, now=100.0 + UNKNOWN_REUSE)
         assert post.conn is None and pool.connecting == 1
         assert pool.idle == [conn]  # kept: what can be replayed may still use it
 
@@ -175,20 +186,33 @@ def test_a_post_opens_a_new_connection_rather_than_take_one_that_may_be_closing(
 
 
 def test_a_replayable_request_takes_any_idle_connection():
-    def check(pool: Pool) -> None:
-        conn = _idle(pool, since=100.0)
-        get = Request(replayable=True)
-        pool.acquire(get, now=104.0)  # type: ignore[arg-type]
-        assert get.conn is conn and pool.connecting == 0
+    def check(pool: Pool, request: NewRequest) -> None:
+        for method, keyed in ((b"GET", False), (b"POST", True)):
+            conn = _idle(pool, since=100.0)
+            ex = request(method)
+            ex.idempotency_key = keyed
+            pool.acquire(ex, now=104.0)
+            assert ex.conn is conn and pool.connecting == 0
+
+    _with_pool(check)
+
+
+def test_a_body_that_may_outgrow_the_replay_buffer_makes_a_request_unreplayable():
+    def check(pool: Pool, request: NewRequest) -> None:
+        _idle(pool, since=100.0)
+        put = request(b"PUT")
+        put.chunked = True
+        pool.acquire(put, now=104.0)
+        assert put.conn is None and pool.connecting == 1
 
     _with_pool(check)
 
 
 def test_in_a_full_pool_the_stalest_idle_connection_makes_room_for_a_post():
-    def check(pool: Pool) -> None:
+    def check(pool: Pool, request: NewRequest) -> None:
         stalest = _idle(pool, since=90.0)
         _idle(pool, since=99.0)
-        pool.acquire(Request(replayable=False), now=101.0)  # type: ignore[arg-type]
+        pool.acquire(request(b"POST"), now=101.0)
         assert stalest not in pool.conns and stalest not in pool.idle
         assert pool.connecting == 1
 
@@ -196,14 +220,14 @@ def test_in_a_full_pool_the_stalest_idle_connection_makes_room_for_a_post():
 
 
 def test_the_pool_learns_from_idle_connections_the_upstream_closes_and_from_no_other():
-    def check(pool: Pool) -> None:
+    def check(pool: Pool, request: NewRequest) -> None:
         now = time.monotonic()  # the pool's clock, as the gateway's
         ours = _idle(pool, since=now - 3.0)
-        ours.closed = True  # the gateway closed it
+        ours.close()  # the gateway closed it
         ours.connection_lost(None)
         busy = _idle(pool, since=now - 2.0)
         pool.idle.remove(busy)
-        busy.exchange = Request(replayable=False)  # type: ignore[assignment]
+        busy.exchange = request(b"GET")
         busy.connection_lost(None)  # lost while serving: a race lost or a crash, not idleness
         assert pool.idle_close.observed == NEVER
         gone = _idle(pool, since=now - 5.0)
