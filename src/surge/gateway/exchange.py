@@ -244,13 +244,13 @@ class Exchange:
         """Pick an upstream (not one this request already tried) and ask its pool for a
         connection; `attach` follows, now or later."""
         service = self.service
-        gw = self.client.gw
+        now = self.client.gw.now()
         up = service.sticky_pick(self.cookie) if service.sticky_cookie else None
         if up is not None:
             self.sticky_hit = True
         else:
             key = service.hash_key(self) if service.hashing else None
-            up = service.balancer.pick(gw.now(), key, self.tried)
+            up = service.balancer.pick(now, key, self.tried)
         if up is None:
             if self.tried:
                 self.fail(502, "bad-gateway", "no upstream of service "
@@ -265,11 +265,23 @@ class Exchange:
         self.holding = True
         self.tried += (up,)
         up.inflight += 1
-        idle = up.pool.idle
-        if idle and not idle[-1].closed:
-            self.attach(idle.pop())  # the common case, without the pool's general path
-        else:
-            up.pool.acquire(self)
+        pool = up.pool
+        idle = pool.idle
+        if idle:
+            # The common case, without the pool's general path: the warmest idle connection,
+            # used recently enough to be known alive (what else may go where: `Pool.acquire`).
+            conn = idle[-1]
+            if now - conn.idle_since < pool.reuse_within and not conn.closed:
+                idle.pop()
+                self.attach(conn)
+                return
+        pool.acquire(self, now)
+
+    def replayable(self) -> bool:
+        """Whether this request, lost on its way up, could be sent again (its body, if any,
+        known to fit the replay buffer): then it may take a connection idle long enough to be
+        closing, since losing that race costs a retry, not the request."""
+        return recovery.replayable(self) and not self.chunked and self.length <= REPLAY_BUFFER
 
     def attach(self, conn: UpstreamConnection) -> None:
         if self.cancelled:
@@ -478,7 +490,7 @@ class Exchange:
         leg = self.hedge = HedgeLeg(self, up)
         self.tried += (up,)
         up.inflight += 1
-        up.pool.acquire(leg)  # a leg stands in for the exchange
+        up.pool.acquire(leg, self.client.gw.now())  # a leg stands in for the exchange
 
     def hedge_answered(self, leg: HedgeLeg, status: int, head: ResponseHead) -> None:
         self.take_leg(leg)

@@ -43,6 +43,17 @@ def connection_tokens(value: bytes) -> set[bytes]:
     return {token.strip().lower() for token in value.split(b",") if token.strip()}
 
 
+def keep_alive_timeout(value: bytes) -> float:
+    """The `timeout=N` of a lower-cased Keep-Alive header value (`timeout=5, max=100`), in
+    seconds; -1.0 without a valid one."""
+    for param in value.split(b","):
+        name, _, number = param.partition(b"=")
+        number = number.strip()
+        if name.strip() == b"timeout" and number.isdigit():
+            return float(int(number))
+    return -1.0
+
+
 def chunk(data: bytes) -> bytes:
     """One chunk of a chunked body."""
     return b"%x\r\n%s\r\n" % (len(data), data)
@@ -114,9 +125,10 @@ _PLAIN_TOKENS: Final = frozenset({b"keep-alive", b"close", b"upgrade"})
 class ResponseHead:
     """An upstream's response head, ready to be re-sent: `block` holds the end-to-end header
     lines, each preceded by CRLF; `length` is -1 without Content-Length; `dated` says whether
-    the upstream sent a Date (found in the same pass, so checking costs no second scan)."""
+    the upstream sent a Date (found in the same pass, so checking costs no second scan);
+    `keep_alive` is the `Keep-Alive: timeout=` in seconds, -1 without one."""
 
-    __slots__ = ("reason", "block", "length", "chunked", "raw", "start", "dated")
+    __slots__ = ("reason", "block", "length", "chunked", "raw", "start", "dated", "keep_alive")
 
     def __init__(self, raw: bytes) -> None:
         low = raw.lower()
@@ -130,6 +142,7 @@ class ResponseHead:
         self.length = -1
         self.chunked = False
         self.dated = False
+        self.keep_alive = -1.0
         cuts: list[int] = []
         named: set[bytes] | None = None
         for found in _RESPONSE_SPECIAL.finditer(low, first):
@@ -145,6 +158,8 @@ class ResponseHead:
             cuts += found.span()
             if name == b"transfer-encoding":
                 self.chunked = True
+            elif name == b"keep-alive":
+                self.keep_alive = keep_alive_timeout(found[2])
             elif name == b"connection":
                 value = found[2].rstrip(b" \t")
                 if value not in _PLAIN_TOKENS:  # Connection names more hop-by-hop headers

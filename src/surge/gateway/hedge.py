@@ -44,6 +44,9 @@ class HedgeLeg:
         ex = self.ex
         conn.transport.write(ex.head + b"".join(ex.body) if ex.body else ex.head)
 
+    def replayable(self) -> bool:
+        return True  # only a replayable request is hedged, and the exchange still holds it
+
     def connect_failed(self, exc: BaseException) -> None:
         self.drop(False)
 
