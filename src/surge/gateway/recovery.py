@@ -132,7 +132,10 @@ def past_deadline(ex: Exchange) -> None:
     ex.fail(p.ROUTE_DEADLINE, f"no answer within the route's timeout of {timeout:g}s")
 
 def replayable(ex: Exchange) -> bool:
-    return ex.replayable_body and (ex.method in IDEMPOTENT or ex.idempotency_key)
+    """Safe to send again (retry, hedge): idempotent, its body still held, and no 1xx of
+    this upstream's forwarded (the client may already act on it)."""
+    return (ex.replayable_body and not ex.informed
+            and (ex.method in IDEMPOTENT or ex.idempotency_key))
 
 def retry_or_fail(ex: Exchange, problem: Problem, detail: str, replay_safe: bool) -> None:
     ex.leave_upstream(False)

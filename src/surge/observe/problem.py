@@ -12,8 +12,11 @@ gateway reads as struct fields, and each entry is built once, at import."""
 from __future__ import annotations
 
 import json
+import time
 from http import HTTPStatus
 from typing import Final, final
+
+from surge.gateway.headers import DATE
 
 PROBLEM_TYPE_BASE: Final = "https://surge.dev/problems/"
 CONTENT_TYPE: Final = b"application/problem+json"
@@ -135,9 +138,10 @@ def problem_response(
     *,
     close: bool = False,
 ) -> bytes:
-    """A whole HTTP/1.1 response carrying a problem document."""
+    """A whole HTTP/1.1 response carrying a problem document, dated."""
     lines = [
         problem.status_line,
+        DATE.tick(time.time())[:-2],
         b"Content-Type: " + CONTENT_TYPE,
         b"Content-Length: %d" % len(body),
     ]
