@@ -215,7 +215,8 @@ async def test_an_error_answer_passes_the_after_hooks_of_the_policies_before_it(
 class Claims(RoutePolicy):
     """An auth policy: the caller is who `X-Token` says, on the plan it names."""
 
-    claims = frozenset({b"authorization"})
+    def claims(self) -> frozenset[bytes]:
+        return frozenset({b"authorization"})
 
     def before(self, exchange: Exchange) -> Verdict | Awaitable[Verdict]:
         for name, value in exchange.headers:

@@ -48,7 +48,8 @@ class Preflight(RoutePolicy):
 class BearerAuth(RoutePolicy):
     """An auth stage: `Authorization: Bearer SUBJECT.PLAN` stands in for a JWT."""
 
-    claims = frozenset({b"authorization"})
+    def claims(self) -> frozenset[bytes]:
+        return frozenset({b"authorization"})
 
     def before(self, exchange: Exchange) -> Verdict | Awaitable[Verdict]:
         token = dict((n.lower(), v) for n, v in exchange.headers).get(b"authorization", b"")

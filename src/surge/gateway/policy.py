@@ -87,11 +87,14 @@ class BodyWatcher:
 
 @mypyc_attr(allow_interpreted_subclasses=True)
 class RoutePolicy:
-    """Base class: every hook is a no-op. `claims` names the request headers the policy
-    consumes (lower-case), so later stages leave them alone: an auth policy reading JWTs from
-    `Authorization` claims it, and rate limiting then takes no `Bearer` token for an API key."""
+    """Base class: every hook is a no-op."""
 
-    claims: frozenset[bytes] = frozenset()
+    def claims(self) -> frozenset[bytes]:
+        """The request headers this policy consumes (lower-case), which later stages leave
+        alone: an auth policy reading JWTs from `Authorization` claims it, and rate limiting
+        then takes no `Bearer` token there for an API key. (A method, not a class attribute:
+        compiled code would not see an uncompiled subclass's attribute.)"""
+        return frozenset()
 
     def before(self, exchange: Exchange) -> Verdict | Awaitable[Verdict]:
         return None
@@ -122,4 +125,4 @@ def chain(spec: Any, sources: Mapping[str, PolicySource]) -> tuple[RoutePolicy, 
 
 def claimed(policies: tuple[RoutePolicy, ...]) -> frozenset[bytes]:
     """The request headers these policies consume."""
-    return frozenset().union(*(p.claims for p in policies))
+    return frozenset().union(*(p.claims() for p in policies))
