@@ -20,6 +20,7 @@ from urllib.parse import parse_qs
 import httptools
 
 from surge.errors import BodyTooLarge, ClientError, HeaderTooLarge, SurgeError
+from surge.masking import mask_credentials
 from surge.observe.problem import CONTENT_TYPE as PROBLEM_CONTENT_TYPE
 from surge.observe.problem import error_document, problem_document, problem_response
 
@@ -90,7 +91,7 @@ class Response:
 def json_response(
     data: object, status: int = 200, headers: Iterable[tuple[str, str]] = ()
 ) -> Response:
-    return Response(status, json.dumps(data).encode(), "application/json", list(headers))
+    return Response(status, _masked(json.dumps(data)), "application/json", list(headers))
 
 
 def problem(
@@ -98,13 +99,19 @@ def problem(
 ) -> Response:
     """A problem+json response that no SurgeError stands for (e.g. 405)."""
     body = problem_document(status, type_, detail=detail)
-    return Response(status, body, PROBLEM_CONTENT_TYPE.decode(), list(headers))
+    return Response(status, _masked(body.decode()), PROBLEM_CONTENT_TYPE.decode(), list(headers))
 
 
 def error_response(error: SurgeError, detail: str | None = None, **extra: object) -> Response:
     """The problem+json response for a SurgeError."""
-    return Response(error.status, error_document(error, detail, **extra),
+    return Response(error.status, _masked(error_document(error, detail, **extra).decode()),
                     PROBLEM_CONTENT_TYPE.decode())
+
+
+def _masked(text: str) -> bytes:
+    """An admin answer may quote a store's URL (a reload refused, a broker down): never with
+    its password. (The gateway's own answers quote no URL: they skip this.)"""
+    return mask_credentials(text).encode()
 
 
 Dispatch = Callable[[Request], Awaitable[Response]]

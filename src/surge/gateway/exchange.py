@@ -15,11 +15,13 @@ import logging
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Final
 
+from surge.errors import BadPath
 from surge.gateway import headers as h
 from surge.gateway import recovery
 from surge.gateway.hedge import HedgeLeg
 from surge.gateway.policy import Answer, BodyWatcher, Identity, Reply, Verdict
 from surge.observe.problem import problem_document, problem_response
+from surge.routing.paths import normalize
 from surge.upstreams.upstream import EWMA_ALPHA
 
 if TYPE_CHECKING:
@@ -57,6 +59,7 @@ class Exchange:
     idempotency_key = False
     hop: frozenset[bytes] | None = None  # header names the client's Connection makes hop-by-hop
     route: RouteRuntime | None = None  # None until routed (an early refusal never is)
+    path = ""  # the normal form of the target's path (routing.paths), set before routing
     upstream: Upstream | None = None  # the last one picked
     # Set at routing and typed as present: every path that reads it runs after routing
     # (compiled, reading it unset raises AttributeError).
@@ -119,17 +122,29 @@ class Exchange:
             self.fail(400, "bad-request", "only origin-form request targets are accepted",
                       "invalid_target")
             return
-        # find, not `b"?" in target`: bytes' `in` first tries the operand as an int, and
+        # Read as latin-1 text (one character per byte), as the route table reads it: `in`
+        # on text is one plain C call, where bytes' `in` first tries its operand as an int and
         # clears a TypeError when it is not (an exception per request).
-        q = target.find(b"?")
-        path, query = (target, b"") if q < 0 else (target[:q], target[q + 1:])
+        text = target.decode("latin-1")
+        if "#" in text:  # a fragment is never part of a request target (RFC 9112 3.2)
+            text = text[:text.find("#")]
+            target = target[:len(text)]
+        q = text.find("?")
+        raw = text if q < 0 else text[:q]
+        try:
+            # Routing, policies and prefix stripping all read the normal form.
+            path = normalize(raw, gw.keep_encoded_slash, gw.merge_slashes)
+        except BadPath as exc:
+            self.fail(400, "bad-request", str(exc), "invalid_path")
+            return
+        self.path = path
         routes = gw.snapshot.routes
         host = (self.host.partition(b":")[0].decode("latin-1")
                 if routes.uses_host and self.host else None)
-        found = routes.table.match(self.method.decode("latin-1"), path.decode("latin-1"), host,
+        found = routes.table.match(self.method.decode("latin-1"), path, host,
                                    self.header_map() if routes.uses_headers else _EMPTY)
         if found is None:
-            self.fail(404, "no-route", f"no route for {path.decode('latin-1')}", "no_route")
+            self.fail(404, "no-route", f"no route for {path}", "no_route")
             return
         route: RouteRuntime = found.source  # typed here: compiled, its reads are native
         self.route = route
@@ -140,9 +155,13 @@ class Exchange:
                       f"request body of {self.length} bytes is over the limit of "
                       f"{gw.max_body_bytes}", "body_too_large")
             return
+        sent = raw if gw.forward_original else path
         if route.strip_prefix:
-            stripped = route.strip(path.decode("latin-1")).encode("latin-1")
-            target = stripped + b"?" + query if query else stripped
+            # The client's bytes can be cut at the prefix only where they spell it; where
+            # only the normal form reached the route, that is what is stripped and sent.
+            sent = route.strip(sent if sent.startswith(route.prefix) else path)
+        if sent is not raw:  # `normalize` returns its argument when it is already normal
+            target = sent.encode("latin-1") + (target[q:] if q >= 0 else b"")
         self.service = gw.snapshot.services[route.service]
         if route.policies:
             self.upstream_target = target  # the policies may change it, and the headers

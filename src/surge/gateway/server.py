@@ -87,6 +87,9 @@ class Gateway:
         self.upstream_body_timeout = g.timeouts.upstream_body
         self.idle_timeout = g.timeouts.idle
         self.max_inflight = g.max_inflight
+        self.keep_encoded_slash = g.paths.encoded_slash == "keep"
+        self.merge_slashes = g.paths.merge_slashes
+        self.forward_original = g.paths.forward == "original"
         self.set_rate_limiting(config)
         # Admin changes of a service that left the config would come back with it.
         self.dynamic = {name: d for name, d in self.dynamic.items() if name in config.services}
@@ -147,7 +150,7 @@ class Gateway:
     async def start(self) -> None:
         """Check every upstream once (each check bounded by its `health.timeout`), then listen:
         a gateway that accepted first would answer 503 until its checks came back, which a
-        worker replaced under `workers: N` or a rolled gateway pod must not do."""
+        gateway process replaced under `workers: N` or a rolled gateway pod must not do."""
         await asyncio.gather(*(prober.round() for prober in self.probers.values()))
         for address in self.config.gateway.listen:
             host, _, port = address.rpartition(":")
@@ -256,7 +259,7 @@ class Gateway:
 
     def follow_admin_changes(self, changes: dict[str, dict[str, int | None]]) -> None:
         """Take upstreams added (weight) or drained (None) elsewhere, as if through this
-        admin API: a worker of `workers: N` starts with its master's."""
+        admin API: a gateway process of `workers: N` starts with its master's."""
         for service, addresses in changes.items():
             if service in self.config.services:
                 self.dynamic.setdefault(service, {}).update(addresses)

@@ -8,9 +8,10 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from surge.scaling.replica import Replica, ReplicaState
+from surge.scaling.lifecycle import ProcessState
+from surge.scaling.replica import Replica
 
-S = ReplicaState
+S = ProcessState
 VICTIM_ORDER = (S.BACKOFF, S.STARTING, S.WARMING, S.READY)  # scale-in takes these first
 
 
