@@ -103,7 +103,7 @@ class Rig:
         """Put `policy` on `stage` of the route with `prefix`."""
         def source(spec: Any, earlier: tuple[RoutePolicy, ...]) -> RoutePolicy | None:
             return policy if spec.prefix == prefix else None
-        self.gateway.sources[stage] = source
+        self.gateway.policy_sources[stage] = source
         self.gateway.rebuild()
 
     def request(self, target: str = "/api/x", headers: str = "") -> None:

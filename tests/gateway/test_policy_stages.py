@@ -109,8 +109,9 @@ async def gw(upstreams, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Asyn
     gateway = Gateway(parse(text))
     policies: dict[str, Any] = {"cors": Preflight(), "auth": BearerAuth(),
                                 "cache": MemoryCache()}
-    for stage, policy in policies.items():
-        gateway.sources[stage] = lambda spec, earlier, p=policy: p if spec.name == "api" else None
+    for stage, policy in policies.items():  # on the route named api only
+        gateway.policy_sources[stage] = (
+            lambda spec, earlier, p=policy: p if spec.name == "api" else None)
     gateway.rebuild()
     await gateway.start()
     yield f"http://{gateway.config.gateway.listen[0]}"

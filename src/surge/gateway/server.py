@@ -66,7 +66,7 @@ class Gateway:
             lambda: self.active))
         # Each stage of the policy chain in use (policy.STAGES) -> what builds its policy for
         # a route; a feature adds its source when the config turns it on.
-        self.sources: dict[str, PolicySource] = {}
+        self.policy_sources: dict[str, PolicySource] = {}
         self.rate_limiting: RateLimiting | None = None
         self.rate_limit_stats = RateLimitCollector(lambda: self.rate_limiting)
         self.registry.register(self.rate_limit_stats)  # type: ignore[arg-type]
@@ -120,7 +120,7 @@ class Gateway:
                 self.probers.pop(name).stop()
 
     def policies(self, route: Any) -> tuple[RoutePolicy, ...]:
-        return chain(route, self.sources)
+        return chain(route, self.policy_sources)
 
     def set_rate_limiting(self, config: Config) -> None:
         """Build the limiter, key registry and identifier once; a reload keeps them (and their
@@ -132,9 +132,9 @@ class Gateway:
             return
         self.rate_limiting = RateLimiting(config, base) if wanted else None
         if self.rate_limiting is not None:
-            self.sources["rate_limit"] = self.rate_limiting.policy
+            self.policy_sources["rate_limit"] = self.rate_limiting.policy
         else:
-            self.sources.pop("rate_limit", None)
+            self.policy_sources.pop("rate_limit", None)
         if current is not None:
             self.rate_limit_stats.retire(current)
             self.loop.create_task(current.close())
