@@ -317,3 +317,22 @@ async def test_a_route_without_policies_runs_no_hook(rig: Rig):
     rig.request("/other")
     rig.respond()
     assert log == [] and b"X-Seen-By" not in rig.answer()
+
+
+async def test_an_api_key_rate_limiting_finds_becomes_the_identity_later_policies_read(rig: Rig):
+    limiting = rig.gateway.rate_limiting
+    assert limiting is not None
+    raw, info = limiting.registry.create("acme", "tight")
+    seen: list[Identity | None] = []
+
+    class Look(RoutePolicy):
+        def before(self, exchange: Exchange) -> Verdict | Awaitable[Verdict]:
+            seen.append(exchange.identity)
+            return None
+    rig.put("cache", Look())
+    rig.request(headers=f"X-API-Key: {raw}\r\n")
+    rig.respond()
+    rig.request(headers="X-Client: anyone\r\n")
+    rig.respond()
+    assert [(i.key, i.subject, i.plan) if i else None for i in seen] == [
+        (f"key:{info.id}", "acme", "tight"), None]
