@@ -336,3 +336,14 @@ async def test_an_api_key_rate_limiting_finds_becomes_the_identity_later_policie
     rig.respond()
     assert [(i.key, i.subject, i.plan) if i else None for i in seen] == [
         (f"key:{info.id}", "acme", "tight"), None]
+
+
+async def test_a_reply_to_head_keeps_its_length_but_sends_no_body(rig: Rig):
+    rig.put("cache", Recorder("cache", [], Reply(200, [(b"Content-Type", b"text/plain")],
+                                                 b"twelve bytes")))
+    rig.client.data_received(b"HEAD /api/x HTTP/1.1\r\nHost: gw\r\n\r\n")
+    answer = rig.answer()
+    assert b"\r\nContent-Length: 12\r\n" in answer and answer.endswith(b"\r\n\r\n")
+    rig.client.data_received(b"GET /api/x HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    answer = rig.answer()
+    assert b"\r\nConnection: keep-alive\r\n" in answer and answer.endswith(b"twelve bytes")
