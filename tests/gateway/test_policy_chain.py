@@ -347,3 +347,14 @@ async def test_a_reply_to_head_keeps_its_length_but_sends_no_body(rig: Rig):
     rig.client.data_received(b"GET /api/x HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
     answer = rig.answer()
     assert b"\r\nConnection: keep-alive\r\n" in answer and answer.endswith(b"twelve bytes")
+
+
+async def test_a_reply_is_dated_unless_it_carries_a_date_of_its_own(rig: Rig):
+    stored = b"Tue, 01 Dec 2026 10:00:00 GMT"
+    rig.put("cache", Recorder("cache", [], Reply(200, [(b"Date", stored)], b"old")))
+    rig.request()
+    answer = rig.answer()
+    assert answer.count(b"\r\nDate: ") == 1 and b"\r\nDate: %s\r\n" % stored in answer
+    rig.put("cache", Recorder("cache", [], Reply(204)))
+    rig.request()
+    assert rig.answer().count(b"\r\nDate: ") == 1
