@@ -227,6 +227,16 @@ def test_a_bad_route_is_reported_at_its_key(problems, route, problem):
     assert problems(BASE + f"  - {route}\n") == [problem]
 
 
+def test_a_route_may_be_named_and_each_name_names_one_route(problems):
+    named = BASE.replace("{prefix:", "{name: api, prefix:")
+    assert problems(named) == []
+    twice = named + "  - {name: api, prefix: /b/, service: api}\n"
+    assert problems(twice) == [
+        "routes: routes[1] takes the name 'api' of routes[0]; route names are unique"]
+    assert problems(BASE + "  - {name: 'a b', prefix: /b/, service: api}\n")[0].startswith(
+        "routes[1].name: invalid name 'a b'")
+
+
 def test_duplicate_listen_addresses_are_reported(problems):
     text = "gateway: {listen: ['127.0.0.1:8000', '0.0.0.0:8000']}"
     assert problems(text) == [

@@ -173,6 +173,8 @@ class Route(SurgeModel):
     """A rule that picks a service; the longest matching prefix wins, then host, methods,
     headers."""
 
+    name: Name | None = None
+    """What canaries, SLOs and per-route metrics call this route, e.g. `api`; unique."""
     prefix: str
     """Path prefix the request path starts with."""
     host: str | None = None
@@ -372,6 +374,16 @@ class Config(SurgeModel):
     @classmethod
     def _store_url(cls, value: str) -> str:
         return check_store_url(value)
+
+    @field_validator("routes")
+    @classmethod
+    def _distinct_names(cls, value: list[Route]) -> list[Route]:
+        named: dict[str, int] = {}
+        for i, route in enumerate(value):
+            if route.name is not None and named.setdefault(route.name, i) != i:
+                raise ValueError(f"routes[{i}] takes the name {route.name!r} of "
+                                 f"routes[{named[route.name]}]; route names are unique")
+        return value
 
     def warnings(self) -> list[str]:
         """Keys that are valid but have no effect as written."""

@@ -23,12 +23,14 @@ log = logging.getLogger("surge.gateway")
 class RouteRuntime:
     """A configured route plus what the gateway keeps per route (its counters)."""
 
-    __slots__ = ("spec", "prefix", "host", "methods", "headers", "service", "strip_prefix",
-                 "label", "stats", "policies", "timeout", "hedge_delay", "hedge_p95")
+    __slots__ = ("spec", "name", "prefix", "host", "methods", "headers", "service",
+                 "strip_prefix", "label", "stats", "policies", "timeout", "hedge_delay",
+                 "hedge_p95")
 
     def __init__(self, spec: Any, stats: GatewayStats,
                  policies: tuple[RoutePolicy, ...] = ()) -> None:
         self.spec = spec
+        self.name: str | None = spec.name  # what canaries, SLOs and policies call it
         self.prefix = spec.prefix
         self.host = spec.host
         self.methods = spec.methods
