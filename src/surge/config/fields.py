@@ -21,6 +21,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from surge.config.checks import CLIENT_KEY_FORMS, TOKEN, check_request_key
 from surge.config.units import parse_duration, parse_rate, parse_size
 
 
@@ -173,12 +174,8 @@ Method = Annotated[
     WithJsonSchema({"type": "string", "description": "an HTTP method, e.g. GET"}),
 ]
 
-# RFC 9110 token characters: what a header or cookie name may contain.
-_TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
-
-
 def check_token(value: str) -> str:
-    if not _TOKEN.match(value):
+    if not TOKEN.match(value):
         raise ValueError(f"{value!r} is not a valid header or cookie name")
     return value
 
@@ -188,10 +185,7 @@ def request_key(plain: tuple[str, ...], prefixed: tuple[str, ...]) -> Any:
     forms = [*plain, *(f"{p}:NAME" for p in prefixed)]
 
     def check(value: str) -> str:
-        kind, sep, name = value.partition(":")
-        if (not sep and kind in plain) or (sep and kind in prefixed and _TOKEN.match(name)):
-            return value
-        raise ValueError(f"expected one of {' | '.join(forms)}, got {value!r}")
+        return check_request_key(value, plain, prefixed)
 
     return Annotated[
         str, AfterValidator(check),
@@ -201,7 +195,7 @@ def request_key(plain: tuple[str, ...], prefixed: tuple[str, ...]) -> Any:
 
 HashKey = request_key(("ip", "path"), ("header", "cookie"))
 """What `balance: hash` hashes on."""
-ClientKey = request_key(("ip",), ("header",))
+ClientKey = request_key(*CLIENT_KEY_FORMS)
 """Who a request counts against for rate limiting."""
 
 
