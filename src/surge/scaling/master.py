@@ -18,13 +18,17 @@ import json
 import logging
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from surge.admin.client import call
 from surge.admin.http import Request, Response, json_response
 from surge.admin.router import Router
 from surge.observe.metrics import BUCKETS, GatewayStats
 from surge.scaling.membership import Membership, UpstreamState, upstream_states
+
+if TYPE_CHECKING:  # handed in by the process wiring, which imports scaling, not the reverse
+    from surge.gateway.server import Gateway
+    from surge.gateway.workers import Master
 
 log = logging.getLogger("surge.workers")
 
@@ -35,7 +39,7 @@ WORKERS_ROUTE = "workers"  # the route label of the merged histograms
 
 # -- the worker side -------------------------------------------------------------------------------
 
-def worker_state(gateway: Any) -> dict[str, Any]:
+def worker_state(gateway: Gateway) -> dict[str, Any]:
     """What one worker's gateway reports to the master."""
     names = {*gateway.snapshot.services, *(r.name for r in gateway.retired)}
     buckets: dict[str, list[int]] = {}
@@ -48,7 +52,7 @@ def worker_state(gateway: Any) -> dict[str, Any]:
                           for name in names}}
 
 
-def register_worker_routes(router: Router, gateway: Any) -> None:
+def register_worker_routes(router: Router, gateway: Gateway) -> None:
     """`GET /api/worker/state` on a worker's private admin API."""
 
     def state(request: Request) -> Response:
@@ -63,8 +67,9 @@ class WorkersMembership(Membership):
     """The master's workers, as one gateway to the supervisor and the loop. `master` fans
     `add_upstream` and `remove_upstream` out, and lists the `admin_ports()` of live workers."""
 
-    def __init__(self, master: Any, now: Any = time.monotonic) -> None:
+    def __init__(self, master: Master | None, now: Any = time.monotonic) -> None:
         super().__init__(master)
+        self.master = master
         self.now = now
         self.merged = GatewayStats()  # every worker's histograms, added up
         self.stats = self.merged
@@ -87,7 +92,7 @@ class WorkersMembership(Membership):
 
     async def _read(self) -> None:
         try:
-            ports = self.control.admin_ports()
+            ports = self.master.admin_ports() if self.master is not None else []
             answers = await asyncio.gather(*(call(port, "GET", STATE_PATH, timeout=2.0)
                                              for port in ports), return_exceptions=True)
             states = {}
