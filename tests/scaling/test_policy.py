@@ -11,7 +11,15 @@ from hypothesis import strategies as st
 from surge.config import parse
 from surge.errors import ConfigError
 from surge.scaling.policy import Policy, Sample
-from surge.scaling.spec import PolicySpec, Rule, ScheduleEntry, Step, Targets, parse_step
+from surge.scaling.spec import (
+    PolicySpec,
+    Rule,
+    ScheduleEntry,
+    Step,
+    Targets,
+    group_policies,
+    parse_step,
+)
 
 PERIOD = 2.0
 CPU70 = Targets(cpu_percent=70)
@@ -325,3 +333,31 @@ def test_replicas_always_stay_within_min_and_max(scenario):
             samples.append(Sample(at=now, queue_depth=depth))
         current = policy.decide(samples, current, now).desired
         assert policy_spec.min <= current <= policy_spec.max
+
+
+def test_the_configs_scaling_blocks_become_specs_of_their_groups():
+    config = parse(
+        "services: {api: {process: {command: 'x {port}'}, scaling: {max: 8, "
+        "target: {cpu_percent: 70, p95_latency: 250ms}, scale_down: {max_step: 50%}}},\n"
+        "           web: {process: {command: 'y {port}'}}}\n"
+        "jobs: {broker: 'memory://', workers: {mail: {command: w, scaling: {min: 0, max: 3, "
+        "target: {queue_depth_per_replica: 10}}}}}")
+    assert group_policies(config) == {
+        "api": PolicySpec(min=1, max=8, targets=Targets(cpu_percent=70, p95_latency=0.25),
+                          scale_down=Rule(300.0, Step(percent=50))),
+        "mail": PolicySpec(min=0, max=3, targets=Targets(queue_depth_per_replica=10)),
+    }
+
+
+def test_a_scaling_block_the_policy_refuses_is_located_in_the_file():
+    """`min: 0` without a queue target is valid YAML for the model but cannot wake: the one
+    conversion says where, for services and job workers alike (a reload is refused so)."""
+    config = parse(
+        "services: {api: {process: {command: 'x {port}'}, scaling: {min: 0, max: 2, "
+        "target: {cpu_percent: 70}}}}\n"
+        "jobs: {broker: 'memory://', workers: {mail: {command: w, scaling: {min: 0, max: 3, "
+        "target: {cpu_percent: 50}}}}}")
+    with pytest.raises(ConfigError) as error:
+        group_policies(config)
+    wake = "scaling.min: 0 needs a queue_depth_per_replica target to wake on"
+    assert error.value.problems == [f"services.api.{wake}", f"jobs.workers.mail.{wake}"]

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from surge.scaling.replica import Replica, ReplicaState
+
+if TYPE_CHECKING:
+    from surge.config import Config
 
 S = ReplicaState
 VICTIM_ORDER = (S.BACKOFF, S.STARTING, S.WARMING, S.READY)  # scale-in takes these first
@@ -34,7 +37,7 @@ class GroupSpec:
                                                           other.gateway)
 
 
-def groups_from_config(config: Any) -> list[GroupSpec]:
+def groups_from_config(config: Config) -> list[GroupSpec]:
     """The replica groups a Config asks for: services with `process`, then `jobs.workers`."""
     groups = []
     for name, service in config.services.items():

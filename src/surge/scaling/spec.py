@@ -8,7 +8,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta, tzinfo
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from surge.config.checks import (
     InvalidValues,
@@ -20,6 +20,9 @@ from surge.config.checks import (
 )
 from surge.config.units import parse_duration
 from surge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from surge.config.models import Config
 
 # Per-replica metrics with a target, in the order reasons list them. Queue depth is separate:
 # it is one number for the whole service, read from the broker.
@@ -149,6 +152,36 @@ class PolicySpec:
             )
         except InvalidValues as exc:
             raise ConfigError([f"scaling.{problem}" for problem in exc.problems]) from None
+
+
+def group_policies(config: Config) -> dict[str, PolicySpec]:
+    """The autoscaler's spec of every supervised group with a `scaling` block (a service with
+    `process`, a `jobs.workers` entry): how the running gateway reads the config's scaling.
+    ConfigError lists every problem at its place in the file."""
+    blocks = {name: (f"services.{name}", service.scaling)
+              for name, service in config.services.items()
+              if service.process is not None and service.scaling is not None}
+    if config.jobs is not None:
+        blocks |= {name: (f"jobs.workers.{name}", worker.scaling)
+                   for name, worker in config.jobs.workers.items() if worker.scaling is not None}
+    policies, problems = {}, []
+    for name, (where, block) in blocks.items():
+        try:
+            policies[name] = policy_at(where, block)
+        except ConfigError as exc:
+            problems += exc.problems
+    if problems:
+        raise ConfigError(problems)
+    return policies
+
+
+def policy_at(where: str, block: Any) -> PolicySpec:
+    """`PolicySpec.from_config(block)` with each problem located under `where` (the key that
+    holds the block: `services.api`), as `surge check` says it."""
+    try:
+        return PolicySpec.from_config(block)
+    except ConfigError as exc:
+        raise ConfigError([f"{where}.{problem}" for problem in exc.problems]) from None
 
 
 def _check_wakes(low: int, targets: Targets) -> None:
