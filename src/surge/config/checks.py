@@ -40,6 +40,13 @@ def check_reference(name: str, kind: str, known: Collection[str] | None) -> None
         raise ValueError(unknown_name(kind, name, known))
 
 
+def check_absolute(path: str) -> str:
+    """A path (a route's prefix, a health check's path) as a request carries it."""
+    if not path.startswith("/"):
+        raise ValueError(f"must start with '/', got {path!r}")
+    return path
+
+
 def check_one_of(value: str, choices: Sequence[str]) -> None:
     if value not in choices:
         quoted = [repr(c) for c in choices]

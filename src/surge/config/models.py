@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from surge.config.checks import check_networks, check_not_below, check_reference
+from surge.config.checks import check_absolute, check_networks, check_not_below, check_reference
 from surge.config.fields import (
     Address,
     Addresses,
@@ -182,9 +182,7 @@ class Route(SurgeModel):
     @field_validator("prefix")
     @classmethod
     def _absolute(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError(f"must start with '/', got {value!r}")
-        return value
+        return check_absolute(value)
 
     def match_key(self) -> tuple:
         """What the route matches on: two routes with equal keys match the same requests."""

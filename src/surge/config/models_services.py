@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from surge.config.checks import check_any_set, check_cron, check_floors, check_not_below
+from surge.config.checks import (
+    check_absolute,
+    check_any_set,
+    check_cron,
+    check_floors,
+    check_not_below,
+)
 from surge.config.fields import (
     Address,
     Duration,
@@ -81,9 +87,7 @@ class HealthSpec(SurgeModel):
     @field_validator("path")
     @classmethod
     def _absolute(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError(f"must start with '/', got {value!r}")
-        return value
+        return check_absolute(value)
 
     @field_validator("timeout")
     @classmethod
