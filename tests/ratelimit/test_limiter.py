@@ -216,3 +216,20 @@ def test_a_plan_with_several_limits_has_no_shortcut_but_the_same_gate():
     assert gate.table is None
     assert [gate.decide("a", 0.0)[0] for _ in range(11)] == [True] * 10 + [False]
     assert lim.counters()["plans"]["free"]["rejected"] == 1
+
+
+def test_the_settings_take_every_key_of_the_rate_limits_section():
+    """`from_config` hands the section over by name: a key added to the model and not to the
+    settings would be accepted in the file and then dropped."""
+    from dataclasses import fields
+
+    from surge.config.models import RateLimits
+
+    assert set(RateLimits.model_fields) <= {f.name for f in fields(RateLimitSettings)}
+    section = parse("rate_limits: {plans: {free: [10/second]}, default_plan: free, "
+                    "key: 'header:X-Tenant', dry_run: true, trusted_proxies: [10.0.0.0/8], "
+                    "algorithm: fixed_window, on_store_error: deny}").rate_limits
+    assert RateLimitSettings.from_config(section) == RateLimitSettings(
+        plans={"free": (Rate(10, 1.0),)}, default_plan="free", key="header:X-Tenant",
+        dry_run=True, trusted_proxies=("10.0.0.0/8",), algorithm="fixed_window",
+        on_store_error="deny")

@@ -361,3 +361,13 @@ def test_a_scaling_block_the_policy_refuses_is_located_in_the_file():
         group_policies(config)
     wake = "scaling.min: 0 needs a queue_depth_per_replica target to wake on"
     assert error.value.problems == [f"services.api.{wake}", f"jobs.workers.mail.{wake}"]
+
+
+def test_the_autoscaler_reads_every_target_the_config_offers():
+    """The targets are one list: a target added to the model and not to `Targets` would be
+    accepted in the file and then dropped on the way to the policy."""
+    from dataclasses import fields
+
+    from surge.config.models_services import TargetSpec
+
+    assert list(TargetSpec.model_fields) == [f.name for f in fields(Targets)]
