@@ -151,6 +151,8 @@ SERVICE_PROBLEMS = [
     ("{process: {command: 'x {port}'}, scaling: {max: 2, target: {cpu_percent: 9},"
      " schedule: [{cron: '0 8 * * *', min: 3}]}}",
      "services.api.scaling.schedule: schedule[0].min (3) is above max (2)"),
+    ("{process: {command: 'x {port}'}, scaling: {min: 0, max: 2, target: {cpu_percent: 9}}}",
+     "services.api.scaling.min: 0 needs a queue_depth_per_replica target to wake on"),
     ("{process: {command: 'x {port}'}, scaling: {max: 2, target: {cpu_percent: 9},"
      " scale_up: {max_step: 0}}}",
      "services.api.scaling.scale_up.max_step: expected a replica count like 1 or a percent like "

@@ -19,6 +19,7 @@ from surge.scaling.spec import (
     Targets,
     group_policies,
     parse_step,
+    policy_at,
 )
 
 PERIOD = 2.0
@@ -349,18 +350,23 @@ def test_the_configs_scaling_blocks_become_specs_of_their_groups():
     }
 
 
-def test_a_scaling_block_the_policy_refuses_is_located_in_the_file():
-    """`min: 0` without a queue target is valid YAML for the model but cannot wake: the one
-    conversion says where, for services and job workers alike (a reload is refused so)."""
-    config = parse(
+def test_scale_to_zero_without_a_queue_target_is_refused_with_one_sentence():
+    """`min: 0` cannot wake without a queue target: `surge check` says so at `min` (for
+    services and job workers alike), and so does a spec built from a mapping or in code."""
+    text = (
         "services: {api: {process: {command: 'x {port}'}, scaling: {min: 0, max: 2, "
         "target: {cpu_percent: 70}}}}\n"
         "jobs: {broker: 'memory://', workers: {mail: {command: w, scaling: {min: 0, max: 3, "
         "target: {cpu_percent: 50}}}}}")
-    with pytest.raises(ConfigError) as error:
-        group_policies(config)
     wake = "scaling.min: 0 needs a queue_depth_per_replica target to wake on"
+    with pytest.raises(ConfigError) as error:
+        parse(text)
     assert error.value.problems == [f"services.api.{wake}", f"jobs.workers.mail.{wake}"]
+    with pytest.raises(ConfigError) as error:
+        policy_at("services.api", {"min": 0, "max": 2, "target": {"cpu_percent": 70}})
+    assert error.value.problems == [f"services.api.{wake}"]
+    with pytest.raises(ValueError, match="^min: 0 needs a queue_depth_per_replica target"):
+        PolicySpec(min=0, max=2, targets=CPU70)
 
 
 def test_the_autoscaler_reads_every_target_the_config_offers():

@@ -89,6 +89,12 @@ def check_any_set(values: dict[str, object]) -> None:
         raise ValueError(f"set at least one of {', '.join(values)}")
 
 
+def check_wakes(low: int, queue_target: float | None) -> None:
+    """Scale-to-zero needs a signal that exists with no replica running: the queue."""
+    if low == 0 and queue_target is None:
+        raise ValueError("0 needs a queue_depth_per_replica target to wake on")
+
+
 def check_networks(cidrs: Iterable[str]) -> None:
     for cidr in cidrs:
         try:

@@ -18,8 +18,10 @@ from pydantic import (
     Field,
     PlainSerializer,
     PlainValidator,
+    ValidationError,
     WithJsonSchema,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from surge.config.checks import CLIENT_KEY_FORMS, TOKEN, check_request_key
 from surge.config.units import parse_duration, parse_rate, parse_size
@@ -33,6 +35,13 @@ def _unit_schema(kind: str, examples: list[str], number: str) -> WithJsonSchema:
             {"type": "number", "minimum": 0, "description": number},
         ]
     })
+
+
+def problem_at(key: str, value: Any, error: ValueError) -> ValidationError:
+    """A model validator's problem reported at one of its keys rather than at the model, for
+    a rule that must see several keys but is about one of them."""
+    return ValidationError.from_exception_data("problem", [InitErrorDetails(
+        type=PydanticCustomError("check", str(error)), loc=(key,), input=value)])
 
 
 class SurgeModel(BaseModel):

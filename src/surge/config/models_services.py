@@ -16,6 +16,7 @@ from surge.config.checks import (
     check_cron,
     check_floors,
     check_not_below,
+    check_wakes,
 )
 from surge.config.fields import (
     Address,
@@ -24,6 +25,7 @@ from surge.config.fields import (
     StatusRange,
     SurgeModel,
     check_token,
+    problem_at,
 )
 from surge.upstreams.balancers import BALANCERS
 
@@ -229,6 +231,15 @@ class ScalingSpec(SurgeModel):
         if high is not None:
             check_floors((entry.min for entry in value), high)
         return value
+
+    @model_validator(mode="after")
+    def _wakes(self) -> ScalingSpec:
+        # The rule is about `min`, so it is reported there, though it needs `target` to decide.
+        try:
+            check_wakes(self.min, self.target.queue_depth_per_replica)
+        except ValueError as exc:
+            raise problem_at("min", self.min, exc) from None
+        return self
 
 
 if TYPE_CHECKING:

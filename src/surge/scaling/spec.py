@@ -17,6 +17,7 @@ from surge.config.checks import (
     check_cron,
     check_floors,
     check_not_below,
+    check_wakes,
 )
 from surge.config.units import parse_duration
 from surge.errors import ConfigError
@@ -113,7 +114,7 @@ class PolicySpec:
         problems.check("max", check_not_below, self.max, self.min, "max", "min")
         problems.check("target", check_any_set, {
             name: getattr(self.targets, name) for name in (*REPLICA_TARGETS, QUEUE_TARGET)})
-        problems.check("min", _check_wakes, self.min, self.targets)
+        problems.check("min", check_wakes, self.min, self.targets.queue_depth_per_replica)
         for i, entry in enumerate(self.schedule):
             problems.check(f"schedule[{i}].cron", check_cron, entry.cron)
         problems.check("schedule", check_floors, (e.min for e in self.schedule), self.max)
@@ -182,12 +183,6 @@ def policy_at(where: str, block: Any) -> PolicySpec:
         return PolicySpec.from_config(block)
     except ConfigError as exc:
         raise ConfigError([f"{where}.{problem}" for problem in exc.problems]) from None
-
-
-def _check_wakes(low: int, targets: Targets) -> None:
-    """Scale-to-zero needs a signal that exists with no replica running: the queue."""
-    if low == 0 and targets.queue_depth_per_replica is None:
-        raise ValueError("0 needs a queue_depth_per_replica target to wake on")
 
 
 def parse_step(value: Any) -> Step:
