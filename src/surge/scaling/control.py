@@ -42,11 +42,11 @@ class ScalingControl:
 
     def check(self, config: Config) -> None:
         """ConfigError when a reload to `config` could not be honoured: a new or changed
-        command that cannot be found, a `scaling` block the policy refuses."""
+        command that cannot be found. (Its `scaling` blocks passed the models, which check
+        every rule the policy has.)"""
         running = self.supervisor.groups
         check_commands([g for g in groups_from_config(config)
                         if g.name not in running or not g.same_process(running[g.name].spec)])
-        group_policies(config)
 
     async def reconcile(self, config: Config) -> None:
         """Bring the running groups to `config` (already checked, and taken by the gateway:
