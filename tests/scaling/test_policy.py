@@ -265,6 +265,8 @@ def test_a_spec_built_in_code_is_checked_with_the_config_files_words():
     so a library user and `surge check` read the same sentence."""
     with pytest.raises(ValueError, match=r"^max: max \(2\) is below min \(3\)$"):
         PolicySpec(min=3, max=2, targets=Targets(cpu_percent=70))
+    with pytest.raises(ValueError, match=r"^min: min \(-1\) is below zero \(0\)$"):
+        PolicySpec(min=-1, max=2, targets=Targets(cpu_percent=70))
     file = "services: {api: {process: {command: 'x {port}'}, scaling: {min: 3, max: 2, " \
            "target: {cpu_percent: 70}}}}"
     with pytest.raises(ConfigError, match=r"services\.api\.scaling\.max: max \(2\) is below"):

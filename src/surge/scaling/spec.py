@@ -111,6 +111,7 @@ class PolicySpec:
     def __post_init__(self) -> None:
         # The checks the config model makes (`surge.config.checks`), for a spec built directly.
         problems = Problems()
+        problems.check("min", check_not_below, self.min, 0, "min", "zero")
         problems.check("max", check_not_below, self.max, self.min, "max", "min")
         problems.check("target", check_any_set, {
             name: getattr(self.targets, name) for name in (*REPLICA_TARGETS, QUEUE_TARGET)})
