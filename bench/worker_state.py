@@ -1,14 +1,16 @@
-"""What one reading of a worker costs the master of `workers: N`, per channel, in CPU time.
+"""What one reading of a gateway process costs the master of `workers: N`, per channel, in CPU
+time.
 
     .venv/bin/python bench/worker_state.py [--services 4] [--upstreams 8] [--reads 300]
 
-The master's supervisor and autoscaler read every worker's upstream health, in-flight counts
-and latency histograms. `state` is the channel they use: the worker renders
+The master's supervisor and autoscaler read every gateway process's upstream health, in-flight
+counts and latency histograms. `state` is the channel they use: the gateway process renders
 `GET /api/worker/state` (JSON) and the master decodes it, adds the histograms up and merges
-the upstreams. `metrics` is the alternative it replaces: the worker renders its Prometheus
-`/metrics` text and the master parses it (before even picking the numbers out). Both run in
-this process on one gateway with `--services` services of `--upstreams` upstreams each, every
-route having served requests; no sockets, so the figures are the two ends' own Python."""
+the upstreams. `metrics` is the alternative it replaces: the gateway process renders its
+Prometheus `/metrics` text and the master parses it (before even picking the numbers out).
+Both run in this process on one gateway with `--services` services of `--upstreams` upstreams
+each, every route having served requests; no sockets, so the figures are the two ends' own
+Python."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from surge.config import parse
 from surge.gateway.server import Gateway
-from surge.scaling.master import WorkersMembership, merge_upstreams, worker_state
+from surge.scaling.master import MasterMembership, gateway_state, merge_upstreams
 
 
 def config_text(services: int, upstreams: int) -> str:
@@ -53,10 +55,10 @@ async def measure(args: argparse.Namespace) -> None:
     for route in gateway.snapshot.routes.table.routes:
         for i in range(1000):
             route.source.stats.observe(200, 0.001 * (i % 50))
-    membership = WorkersMembership(master=None)
+    membership = MasterMembership(master=None)
 
     def by_state() -> None:
-        state = json.loads(json.dumps(worker_state(gateway)))
+        state = json.loads(json.dumps(gateway_state(gateway)))
         membership.count(7000, state)
         for service in state["upstreams"]:
             merge_upstreams([state["upstreams"][service]])
@@ -65,7 +67,7 @@ async def measure(args: argparse.Namespace) -> None:
         text, _ = gateway.metrics_text()
         list(text_string_to_metric_families(text.decode()))
 
-    state_bytes = len(json.dumps(worker_state(gateway)))
+    state_bytes = len(json.dumps(gateway_state(gateway)))
     metrics_bytes = len(gateway.metrics_text()[0])
     state_us, metrics_us = cpu_per_call(by_state, args.reads), cpu_per_call(by_metrics, args.reads)
     print(f"{args.services} services x {args.upstreams} upstreams, 2 routes each; "

@@ -30,6 +30,7 @@ MODULES = (
     "gateway/server.py",
     "gateway/snapshot.py",
     "observe/metrics.py",
+    "routing/paths.py",
     "routing/table.py",
     "upstreams/balancers/__init__.py",
     "upstreams/balancers/base.py",

@@ -6,6 +6,8 @@ Nothing here does I/O; rendering a problem document lives in `surge.observe.prob
 
 from __future__ import annotations
 
+from surge.masking import mask_credentials
+
 
 class SurgeError(Exception):
     """Base of all Surge errors."""
@@ -13,6 +15,10 @@ class SurgeError(Exception):
     status: int = 500
     type: str = "internal"
     title: str = "Internal error"
+
+    def __init__(self, *args: object) -> None:
+        # A message may quote a store's or broker's URL: its password goes no further.
+        super().__init__(*(mask_credentials(a) if isinstance(a, str) else a for a in args))
 
 
 # -- configuration ---------------------------------------------------------------------------
@@ -26,8 +32,8 @@ class ConfigError(SurgeError):
     title = "Invalid configuration"
 
     def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
+        self.problems = [mask_credentials(problem) for problem in problems]
+        super().__init__("\n".join(self.problems))
 
 
 class UnitError(ValueError):
@@ -42,6 +48,11 @@ class ClientError(SurgeError):
     status = 400
     type = "bad-request"
     title = "Bad request"
+
+
+class BadPath(ClientError):
+    """A request path that has no one reading: it climbs above the root, holds a malformed or
+    refused percent-escape (`routing.paths`)."""
 
 
 class HeaderTooLarge(ClientError):

@@ -113,7 +113,7 @@ def test_every_yaml_example_in_the_doc_is_valid_except_the_one_showing_problems(
             failing.append(error.problems)
     assert failing == [[
         "gateway.admin: environment variable 'ADMIN' is not set",
-        "gateway.workers: Input should be greater than or equal to 1",
+        "gateway.workers: must be at least 1, got 0",
         "services.api.health.intervl: unknown key (did you mean 'interval'?)",
         "routes[1].service: unknown service 'ap' (did you mean 'api'?)",
     ]]

@@ -86,7 +86,7 @@ rate_limits: {default_plan: gold}
 """
     assert problems(text) == [
         "gateway.listen[0]: expected host:port, e.g. '127.0.0.1:8000', got 'nowhere'",
-        "gateway.workers: Input should be greater than or equal to 1",
+        "gateway.workers: must be at least 1, got 0",
         "services.api.health.interval: expected a duration like '250ms', '2s', '5m' or '1h', "
         "got 'never'",
         "rate_limits.default_plan: unknown plan 'gold' (defined: anonymous)",
@@ -193,7 +193,7 @@ def test_find_config_prefers_the_explicit_path_then_the_local_file(tmp_path, mon
     ("routes:\n", "routes: is empty; write [] for none, or remove the key"),
     ("routes: {prefix: /}", "routes: expected a list, got dict"),
     ("gateway: {listen: []}",
-     "gateway.listen: Value should have at least 1 item after validation, not 0"),
+     "gateway.listen: needs at least 1 item, got 0"),
 ])
 def test_a_section_of_the_wrong_shape_says_what_was_expected(problems, text, problem):
     assert problems(text) == [problem]

@@ -120,8 +120,10 @@ SERVICE_PROBLEMS = [
     ("upstreams: []",
      "services.api: a service needs 'upstreams', 'process' or both"),
     ("{upstreams: ['127.0.0.1:1'], balance: fastest}",
-     "services.api.balance: Input should be 'p2c', 'round_robin', 'weighted', 'least_conn', "
-     "'hash' or 'random'"),
+     "services.api.balance: unknown value 'fastest' (one of: p2c, round_robin, weighted, "
+     "least_conn, hash, random)"),
+    ("{upstreams: ['127.0.0.1:1'], balance: round_robbin}",
+     "services.api.balance: unknown value 'round_robbin' (did you mean 'round_robin'?)"),
     ("{upstreams: ['127.0.0.1:1'], hash_on: 'query:x'}",
      "services.api.hash_on: expected one of ip | path | header:NAME | cookie:NAME, "
      "got 'query:x'"),
@@ -212,7 +214,7 @@ def test_a_route_rate_limit_of_another_shape_is_refused(problems):
 def test_a_route_cost_below_one_is_refused(problems):
     text = BASE.replace("service: api}", "service: api, rate_limit: {cost: 0}}")
     assert problems(text, check_support=False) == [
-        "routes[0].rate_limit.cost: Input should be greater than or equal to 1"]
+        "routes[0].rate_limit.cost: must be at least 1, got 0"]
 
 
 @pytest.mark.parametrize(("route", "problem"), [
@@ -221,7 +223,7 @@ def test_a_route_cost_below_one_is_refused(problems):
      "routes[1].methods[0]: unknown HTTP method 'FETCH'; use one of GET, HEAD, POST, PUT, "
      "DELETE, CONNECT, OPTIONS, TRACE, PATCH"),
     ("{prefix: /, service: api, methods: []}",
-     "routes[1].methods: List should have at least 1 item after validation, not 0"),
+     "routes[1].methods: needs at least 1 item, got 0"),
     ("{prefix: /}", "routes[1].service: required key is missing"),
 ])
 def test_a_bad_route_is_reported_at_its_key(problems, route, problem):
@@ -248,10 +250,10 @@ def test_an_admin_address_equal_to_a_listener_is_reported(problems):
      "gateway.listen[0]: port must be 1..65535, got 70000 in '127.0.0.1:70000'"),
     ("{listen: '::1:80'}",
      "gateway.listen[0]: invalid host '::1' in '::1:80' (write IPv6 as '[::1]:8000')"),
-    ("{workers: 0}", "gateway.workers: Input should be greater than or equal to 1"),
+    ("{workers: 0}", "gateway.workers: must be at least 1, got 0"),
     ("{max_body_bytes: lots}",
      "gateway.max_body_bytes: expected a size like '512B', '16KiB' or '10MiB', got 'lots'"),
-    ("{timeouts: {connect: 0s}}", "gateway.timeouts.connect: Input should be greater than 0"),
+    ("{timeouts: {connect: 0s}}", "gateway.timeouts.connect: must be more than 0, got 0"),
 ])
 def test_a_bad_gateway_key_is_reported_at_its_key(problems, gateway, problem):
     assert problems(f"gateway: {gateway}") == [problem]
@@ -273,7 +275,7 @@ def test_a_bad_gateway_key_is_reported_at_its_key(problems, gateway, problem):
      "rate_limits.plans.free[0]: expected a rate like '10/second', '1000/hour' or '100/10s', "
      "got '10/fortnight'"),
     ("rate_limits: {plans: {free: []}, default_plan: free}",
-     "rate_limits.plans.free: List should have at least 1 item after validation, not 0"),
+     "rate_limits.plans.free: needs at least 1 item, got 0"),
     ("rate_limits: {key: 'cookie:sid'}",
      "rate_limits.key: expected one of ip | header:NAME, got 'cookie:sid'"),
 ])

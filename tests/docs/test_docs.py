@@ -116,6 +116,8 @@ def test_the_readme_opens_with_a_title_a_sentence_then_the_commands_for_quicksta
     title, sentence, rest = _opening(README.read_text())
     assert title == "# Surge"
     assert sentence.endswith(".") and sentence.count(". ") == 0 and not _FENCE.match(sentence)
+    # the silent minute of the compile is said before it starts
+    assert "compiles" in sentence and "80 s" in sentence
     blocks, after = _leading_code_blocks(rest)
     assert blocks == [[RUN_QUICKSTART], [RUN_TESTS]]
     assert after.strip(), "something must follow the two commands"

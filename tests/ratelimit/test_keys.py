@@ -271,3 +271,24 @@ def wait_until(condition, timeout: float = 3.0) -> float:
         assert time.monotonic() - started < timeout, "condition never held"
         time.sleep(0.02)
     return time.monotonic() - started
+
+
+@pytest.mark.integration
+def test_keys_cli_takes_a_name_where_it_takes_an_id(local_project):
+    project = local_project
+    assert surge("keys", "create", "--name", "bob", "--plan", "free", cwd=project).returncode == 0
+    replanned = surge("keys", "set-plan", "bob", "premium", cwd=project)
+    assert replanned.returncode == 0 and "is now on plan premium" in replanned.stdout
+    revoked = surge("keys", "revoke", "bob", cwd=project)
+    assert revoked.returncode == 0 and "(bob)" in revoked.stdout
+    assert "revoked" in surge("keys", "list", cwd=project).stdout
+
+
+@pytest.mark.integration
+def test_keys_cli_asks_for_an_id_when_a_name_is_on_several_keys(local_project):
+    project = local_project
+    for _ in range(2):
+        surge("keys", "create", "--name", "twin", "--plan", "free", cwd=project)
+    done = surge("keys", "revoke", "twin", cwd=project)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "2 keys are named 'twin'" in done.stderr and "give one id" in done.stderr

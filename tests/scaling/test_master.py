@@ -6,7 +6,7 @@ replaced worker's counts, which restart from zero, never make the merged ones go
 from __future__ import annotations
 
 from surge.observe.metrics import BUCKETS
-from surge.scaling.master import WORKERS_ROUTE, WorkersMembership, merge_upstreams
+from surge.scaling.master import MERGED_ROUTE, MasterMembership, merge_upstreams
 from surge.scaling.membership import UpstreamState
 from surge.scaling.metrics import ServiceTraffic
 
@@ -33,7 +33,7 @@ def _state(pid: int, **counts: int) -> dict:
 
 
 def test_histograms_add_up_over_workers_and_survive_a_replaced_worker():
-    membership = WorkersMembership(master=None)
+    membership = MasterMembership(master=None)
     traffic = ServiceTraffic(membership.stats, "app")  # as the autoscaler reads them
     membership.count(7001, _state(10, b1=5))
     membership.count(7002, _state(20, b1=3, b9=1))
@@ -43,7 +43,7 @@ def test_histograms_add_up_over_workers_and_survive_a_replaced_worker():
     rate, p95 = traffic.sample(now=2.0)
     assert rate == 3.0                                 # (4 + 2) requests in 2 s
     assert p95 is not None and p95 <= BUCKETS[1]
-    buckets = membership.merged.route(WORKERS_ROUTE, "app").buckets
+    buckets = membership.merged.route(MERGED_ROUTE, "app").buckets
     assert buckets[1] == 5 + 3 + 4 + 2 and buckets[9] == 1
     membership.count(7002, _state(21, b1=2))          # nothing new: nothing added
     assert traffic.sample(now=4.0) == (0.0, None)

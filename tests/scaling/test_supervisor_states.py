@@ -11,17 +11,17 @@ import pytest
 from surge.config import parse
 from surge.errors import ConfigError, IllegalTransition
 from surge.scaling.groups import GroupSpec, Slot, groups_from_config, pick_victims
-from surge.scaling.process import check_commands
-from surge.scaling.replica import (
+from surge.scaling.lifecycle import (
     BACKOFF_MAX,
     STABLE_UPTIME,
     TRANSITIONS,
-    Replica,
-    ReplicaState,
+    ProcessState,
     restart_delay,
 )
+from surge.scaling.process import check_commands
+from surge.scaling.replica import Replica
 
-S = ReplicaState
+S = ProcessState
 
 ALLOWED = {
     (S.STARTING, S.WARMING), (S.STARTING, S.READY), (S.STARTING, S.STOPPING),
@@ -93,7 +93,7 @@ def test_a_crash_after_a_stable_run_starts_the_backoff_afresh():
     assert replica.exited(1, 10.0 + STABLE_UPTIME + 1, expected=False) == restart_delay(1)
 
 
-def _slot(name: str, state: ReplicaState, started_at: float) -> Slot:
+def _slot(name: str, state: ProcessState, started_at: float) -> Slot:
     return Slot(Replica("api", name, state=state, started_at=started_at), GroupSpec("api", "app"))
 
 

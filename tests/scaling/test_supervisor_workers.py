@@ -7,20 +7,18 @@ worker killed and replaced routes to the running replicas at once."""
 # ruff: noqa: F811  (test parameters named after the imported `gateway` fixture)
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 
 from gateway.stack import eventually, metric, with_changes
 from scaling.scaled_stack import event_kinds, ready, scaled_yaml, scaling_view
 from support.fixtures import gateway  # noqa: F401  (the fixture, used by name below)
-from support.processes import LoadLoop
+from support.processes import LoadLoop, gateway_process_pids
 
 pytestmark = pytest.mark.integration
 
@@ -89,23 +87,13 @@ def _measured(admin_url: str) -> bool:
     return metrics.get("request_rate", 0) > 0 and metrics.get("p95_latency", 0) >= 0.1
 
 
-def _worker_pids(gw: Any) -> set[int]:
-    """The master's live gateway workers (not its replicas)."""
-    pids = set()
-    for child in psutil.Process(gw.pid).children():
-        with contextlib.suppress(psutil.Error):  # a zombie, or gone meanwhile
-            if "surge.gateway.run" in " ".join(child.cmdline()):
-                pids.add(child.pid)
-    return pids
-
-
 def test_a_replaced_worker_gets_the_running_replicas_at_once(gateway):
     gw = gateway(scaled_yaml(replicas=2, workers=2, balance="round_robin"))
     eventually(lambda: len(ready(gw.admin_url)) == 2, 20, "two replicas ready")
     ports = {int(p["address"].rpartition(":")[2]) for p in ready(gw.admin_url)}
-    before = _worker_pids(gw)
+    before = gateway_process_pids(gw.pid)
     os.kill(min(before), signal.SIGKILL)
-    eventually(lambda: len(_worker_pids(gw) - before) == 1, 15, "the worker replaced")
+    eventually(lambda: len(gateway_process_pids(gw.pid) - before) == 1, 15, "the worker replaced")
     eventually(lambda: _ports_served(gw.url, 40) == ports, 15,
                "every worker routing to both replicas")
     with LoadLoop(f"{gw.url}/", concurrency=4, rate=200, headers={"Connection": "close"}) as load:

@@ -29,8 +29,8 @@ from surge.gateway.run import free_ports
 
 __all__ = [
     "GatewayProcess", "LoadLoop", "ManagedProcess", "ProcessFailed", "UpstreamProcess",
-    "free_port", "port_open", "rss_of", "start_gateway", "start_upstreams", "stop_all",
-    "surge_up_available", "wait_for_port",
+    "free_port", "gateway_process_pids", "gateway_processes", "port_open", "rss_of",
+    "start_gateway", "start_upstreams", "stop_all", "surge_up_available", "wait_for_port",
 ]
 
 TESTS_DIR = Path(__file__).resolve().parent.parent
@@ -70,6 +70,25 @@ def wait_for_port(host: str, port: int, timeout: float = START_TIMEOUT) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
         time.sleep(0.02)
+
+
+def gateway_processes(master_pid: int) -> dict[int, tuple[int, int]]:
+    """Index -> (pid, private admin port) of the live gateway processes of the master of
+    `gateway.workers: N` (not its replicas), from their command lines
+    (`python -m surge.gateway.run FILE INDEX PORT`); a killed one not yet reaped is left out."""
+    found = {}
+    for child in psutil.Process(master_pid).children():
+        try:
+            args = child.cmdline()
+            if "surge.gateway.run" in args and child.status() != psutil.STATUS_ZOMBIE:
+                found[int(args[-2])] = (child.pid, int(args[-1]))
+        except psutil.Error:  # gone meanwhile
+            pass
+    return found
+
+
+def gateway_process_pids(master_pid: int) -> set[int]:
+    return {pid for pid, _ in gateway_processes(master_pid).values()}
 
 
 def rss_of(pid: int, children: bool = False) -> int:

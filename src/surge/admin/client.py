@@ -1,5 +1,5 @@
 """A minimal client for another process's admin API (the master of `workers: N` uses it to
-reach its workers): one request per connection, JSON in and out, bounded in time."""
+reach its gateway processes): one request per connection, JSON in and out, bounded in time."""
 
 from __future__ import annotations
 
@@ -25,18 +25,28 @@ async def call(port: int, method: str, path: str, body: Any = None, *,
             writer.close()
     status_line, _, rest = raw.partition(b"\r\n")
     _, _, content = rest.partition(b"\r\n\r\n")
-    return int(status_line.split(b" ", 2)[1]), content
+    parts = status_line.split(b" ", 2)
+    if len(parts) < 2 or not parts[1].isdigit():
+        # Closed before answering (a process killed mid-request, say): a connection error,
+        # which callers already expect, not an IndexError that would end their loop.
+        raise ConnectionResetError(f"no HTTP answer from {host}:{port}{path}")
+    return int(parts[1]), content
+
+
+def not_answering(host: str, port: int | str) -> str:
+    """What to tell a user whose command found no admin API at host:port."""
+    return f"no admin API answers on {host}:{port}: is `surge up` running on {host}:{port}?"
 
 
 def raise_for_problem(status: int, content: bytes) -> None:
-    """Turn a worker's problem+json answer back into the SurgeError it came from."""
+    """Turn a gateway process's problem+json answer back into the SurgeError it came from."""
     if status < 400:
         return
     try:
         doc = json.loads(content)
     except ValueError:
         doc = {}
-    detail = doc.get("detail") or f"worker answered {status}"
+    detail = doc.get("detail") or f"gateway process answered {status}"
     if "problems" in doc:
         raise ConfigError(list(doc["problems"]))
     if status == 404:

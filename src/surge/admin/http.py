@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -20,6 +21,8 @@ from urllib.parse import parse_qs
 import httptools
 
 from surge.errors import BodyTooLarge, ClientError, HeaderTooLarge, SurgeError
+from surge.gateway.headers import DATE
+from surge.masking import mask_credentials
 from surge.observe.problem import CONTENT_TYPE as PROBLEM_CONTENT_TYPE
 from surge.observe.problem import error_document, problem_document, problem_response
 
@@ -77,6 +80,7 @@ class Response:
         """The response bytes; `head_only` (a HEAD request) keeps Content-Length, drops the body."""
         lines = [
             f"HTTP/1.1 {self.status} {HTTPStatus(self.status).phrase}",
+            DATE.tick(time.time())[:-2].decode(),
             f"Content-Type: {self.content_type}",
             f"Content-Length: {len(self.body)}",
         ]
@@ -90,7 +94,7 @@ class Response:
 def json_response(
     data: object, status: int = 200, headers: Iterable[tuple[str, str]] = ()
 ) -> Response:
-    return Response(status, json.dumps(data).encode(), "application/json", list(headers))
+    return Response(status, _masked(json.dumps(data)), "application/json", list(headers))
 
 
 def problem(
@@ -98,13 +102,19 @@ def problem(
 ) -> Response:
     """A problem+json response that no SurgeError stands for (e.g. 405)."""
     body = problem_document(status, type_, detail=detail)
-    return Response(status, body, PROBLEM_CONTENT_TYPE.decode(), list(headers))
+    return Response(status, _masked(body.decode()), PROBLEM_CONTENT_TYPE.decode(), list(headers))
 
 
 def error_response(error: SurgeError, detail: str | None = None, **extra: object) -> Response:
     """The problem+json response for a SurgeError."""
-    return Response(error.status, error_document(error, detail, **extra),
+    return Response(error.status, _masked(error_document(error, detail, **extra).decode()),
                     PROBLEM_CONTENT_TYPE.decode())
+
+
+def _masked(text: str) -> bytes:
+    """An admin answer may quote a store's URL (a reload refused, a broker down): never with
+    its password. (The gateway's own answers quote no URL: they skip this.)"""
+    return mask_credentials(text).encode()
 
 
 Dispatch = Callable[[Request], Awaitable[Response]]

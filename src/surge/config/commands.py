@@ -5,17 +5,27 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from surge.config.models import Config
 
 EXIT_INVALID = 2
+
+
+EXIT_WARNINGS = 1  # `check --strict` with warnings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     check = subparsers.add_parser(
         "check", help="validate a surge.yaml and print every problem",
         description="Validate a surge.yaml; print each problem with its location and exit 2 "
-                    "if there is any.",
+                    "if there is any. Warnings (valid, but not what `surge up` would do as "
+                    "you may expect, or a command not on PATH here) exit 0, or 1 with "
+                    "--strict.",
     )
     check.add_argument("file", nargs="?", help="the config file (default: ./surge.yaml)")
+    check.add_argument("--strict", action="store_true", help="exit 1 when there are warnings")
     check.set_defaults(handler=run_check)
     schema = subparsers.add_parser("schema", help="print the JSON Schema of surge.yaml")
     schema.set_defaults(handler=run_schema)
@@ -23,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_check(args: argparse.Namespace) -> int:
     from surge.config.loading import find_config, load
+    from surge.config.problems import located
     from surge.errors import ConfigError
 
     path = find_config(args.file)
@@ -33,15 +44,31 @@ def run_check(args: argparse.Namespace) -> int:
         config = load(path)
     except ConfigError as error:
         for problem in error.problems:
-            print(problem if problem.startswith(f"{path}:") else f"{path}: {problem}")
+            print(located(path, problem))
         return EXIT_INVALID
-    for warning in config.warnings():
-        print(f"{path}: warning: {warning}")
+    warnings = config.warnings() + machine_problems(config)
+    for warning in warnings:
+        print(located(path, f"warning: {warning}"))
     listen = config.gateway.listen
     print(f"{path}: ok ({_count(len(config.services), 'service')}, "
           f"{_count(len(config.routes), 'route')}, "
           f"{_count(len(listen), 'listener')}: {', '.join(listen)})")
-    return 0
+    return EXIT_WARNINGS if warnings and args.strict else 0
+
+
+def machine_problems(config: Config, refusing: bool = False) -> list[str]:
+    """What `surge up` would refuse on this machine though the file is valid: a replica
+    command not on PATH. `check` only warns (PATH differs between machines); `up` refuses."""
+    from surge.errors import ConfigError
+    from surge.scaling.groups import groups_from_config
+    from surge.scaling.process import check_commands
+
+    try:
+        check_commands(groups_from_config(config))
+    except ConfigError as error:
+        why = "not on PATH here" if refusing else "not on PATH here: `surge up` would refuse it"
+        return [f"{problem} ({why})" for problem in error.problems]
+    return []
 
 
 def run_schema(args: argparse.Namespace) -> int:

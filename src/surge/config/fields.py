@@ -90,6 +90,8 @@ def check_address(value: str) -> str:
     """`host:port` with a port in 1..65535; an IPv6 host goes in brackets: `[::1]:8000`."""
     text = value.strip()
     host, sep, port = text.rpartition(":")
+    if text.isdigit():  # `listen: 8000`: which host is for the user to say
+        raise ValueError(f"a port alone is not an address: {_address_forms(text)}")
     if not sep or not host or not port.isdigit():
         raise ValueError(f"expected host:port, e.g. '127.0.0.1:8000', got {value!r}")
     if not _HOST.match(host):
@@ -115,8 +117,21 @@ Address = Annotated[
 ]
 
 
+def _address_forms(port: str) -> str:
+    return (f"write '127.0.0.1:{port}' (this machine only) or '0.0.0.0:{port}' (every "
+            "interface)")
+
+
 def _one_or_many(value: Any) -> Any:
-    return [value] if isinstance(value, str) else value
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError(f"a port alone is not an address: {_address_forms(str(value))}; "
+                         "a list of such addresses is accepted too")
+    if not isinstance(value, list):
+        raise ValueError("expected host:port or a list of them, e.g. '127.0.0.1:8000', got "
+                         f"{type(value).__name__}")
+    return value
 
 
 Addresses = Annotated[

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from surge.config.interpolation import Interpolation
 from surge.config.models import Config
-from surge.config.problems import from_validation_error
+from surge.config.problems import from_validation_error, misspelt_keys_first
 from surge.config.support import check_supported
 from surge.errors import ConfigError
 
@@ -77,7 +77,7 @@ def parse(
     if check_support:
         problems += [p for p in check_supported(expanded.data) if not _under_any(p, reported)]
     if problems or config is None:
-        raise ConfigError(problems)
+        raise ConfigError(misspelt_keys_first(problems))
     return config
 
 

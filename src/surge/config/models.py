@@ -57,7 +57,21 @@ class Timeouts(SurgeModel):
     upstream_body: Duration = Field(default=30.0, gt=0)
     """Longest pause in an upstream's response body; the response is cut off."""
     idle: Duration = Field(default=75.0, gt=0)
-    """Keep-alive idle time, client and upstream side."""
+    """Keep-alive idle time, client and upstream side; an upstream known to close idle
+    connections sooner has them closed before it would (see architecture.md, Connect)."""
+
+
+class Paths(SurgeModel):
+    """How request paths are normalised before routing (RFC 3986: unreserved escapes decoded,
+    dot-segments removed, the fragment dropped; a path above the root is a 400)."""
+
+    encoded_slash: Literal["reject", "keep"] = "reject"
+    """`reject`: a 400 for `%2F` or `%5C` in the path; `keep`: left encoded, routed as is."""
+    merge_slashes: bool = False
+    """Read `//` as `/` (for routing and, with `forward: normalized`, upstream)."""
+    forward: Literal["normalized", "original"] = "normalized"
+    """What the upstream sees: the normalised path, or the client's bytes (signed URLs);
+    routing always uses the normalised path."""
 
 
 class Gateway(SurgeModel):
@@ -81,6 +95,8 @@ class Gateway(SurgeModel):
     """On stop or reload, how long in-flight requests may finish."""
     max_inflight: int = Field(default=10000, ge=1)
     """Requests the whole gateway process serves at once; past it new ones get a fast 503."""
+    paths: Paths = Paths()
+    """Path normalisation before routing."""
 
     @field_validator("listen")
     @classmethod
@@ -354,7 +370,13 @@ class Config(SurgeModel):
 
     def warnings(self) -> list[str]:
         """Keys that are valid but have no effect as written."""
+        if not (self.services or self.routes or self.jobs):
+            return ["the config defines no services, routes or jobs: `surge up` would answer "
+                    "every request 404"]
         found = [w for name, s in self.services.items() for w in s.warnings(f"services.{name}")]
+        routed = {route.service for route in self.routes}
+        found += [f"services.{name}: no route uses it, so it gets no requests (add a route "
+                  f"with `service: {name}`)" for name in self.services if name not in routed]
         first: dict[tuple, int] = {}
         for i, route in enumerate(self.routes):
             j = first.setdefault(route.match_key(), i)

@@ -7,9 +7,11 @@ error locations, states plain messages, and suggests the nearest key for an unkn
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -21,6 +23,18 @@ def location(parts: Sequence[str | int]) -> str:
     for part in parts:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text or "(root)"
+
+
+def located(source: str | Path, problem: str) -> str:
+    """`problem` as printed: prefixed with the file it is in, once (a YAML syntax error and
+    an unreadable file name it already)."""
+    return problem if problem.startswith(f"{source}:") else f"{source}: {problem}"
+
+
+def misspelt_keys_first(problems: list[str]) -> list[str]:
+    """`problems` with unknown top-level keys first: `servces:` explains the 'unknown
+    service' problems that follow it, so it is what the user must read first."""
+    return sorted(problems, key=lambda p: not re.match(r"[^.\[:\s]+: unknown key", p))
 
 
 def from_validation_error(error: ValidationError, data: Any, root: type[BaseModel]) -> list[str]:
@@ -48,6 +62,14 @@ def _written_location(loc: Sequence[str | int], data: Any) -> list[str | int]:
     return parts
 
 
+# pydantic's words for bounds and scalar types, said the way the rest of Surge says them.
+_BOUNDS = {"greater_than_equal": ("ge", "at least"), "greater_than": ("gt", "more than"),
+           "less_than_equal": ("le", "at most"), "less_than": ("lt", "less than")}
+_TYPES = {"int_parsing": "a whole number", "int_type": "a whole number",
+          "int_from_float": "a whole number", "float_parsing": "a number",
+          "float_type": "a number", "bool_parsing": "true or false",
+          "bool_type": "true or false", "string_type": "text"}
+
 # Error types about the shape of a value: what was expected, and how to write it empty.
 _SHAPES = {
     "model_type": ("a mapping of keys", "{}"), "model_attributes_type": ("a mapping of keys", "{}"),
@@ -66,12 +88,35 @@ def _message(item: Any, parts: list[str | int], root: type[BaseModel]) -> str:
         if item["input"] is None:  # `services:` with nothing under it is null in YAML
             return f"is empty; write {shape[1]} for none, or remove the key"
         return f"expected {shape[0]}, got {type(item['input']).__name__}"
+    if kind in _BOUNDS:
+        bound, words = _BOUNDS[kind]
+        return f"must be {words} {_number(item['ctx'][bound])}, got {_number(item['input'])}"
+    if kind == "too_short":
+        least = item["ctx"]["min_length"]
+        return f"needs at least {least} item{'s' * (least != 1)}, got {len(item['input'])}"
+    if kind in _TYPES:
+        return f"expected {_TYPES[kind]}, got {item['input']!r}"
+    if kind == "literal_error":
+        return _unknown_value(item["input"], re.findall(r"'([^']*)'", item["ctx"]["expected"]))
     if kind == "extra_forbidden":
         known = _keys_of(root, parts[:-1])
         close = _nearest(str(parts[-1]), known)
         hint = f"did you mean {close!r}?" if close else f"known keys: {', '.join(known)}"
         return f"unknown key ({hint})" if known else "unknown key"
     return str(item["msg"])
+
+
+def _number(value: Any) -> str:
+    """`0.0` (a duration in seconds, a size) as `0`; anything else as written."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _unknown_value(value: Any, allowed: list[str]) -> str:
+    close = _nearest(str(value), allowed) if isinstance(value, str) else None
+    hint = f"did you mean {close!r}?" if close else f"one of: {', '.join(allowed)}"
+    return f"unknown value {value!r} ({hint})"
 
 
 def _nearest(key: str, known: list[str]) -> str | None:

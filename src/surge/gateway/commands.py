@@ -24,6 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def up_command(args: argparse.Namespace) -> int:
+    import errno
+    import functools
     import logging
 
     from surge.config import find_config, load
@@ -33,37 +35,63 @@ def up_command(args: argparse.Namespace) -> int:
     found = find_config(args.file)
     quickstart = found is None
     path = QUICKSTART / "surge.yaml" if found is None else found
-    if quickstart:
-        if not path.exists():
-            print(f"surge: no ./surge.yaml here and the quickstart is missing at {path}",
-                  file=sys.stderr)
-            return 2
+    if quickstart and not path.exists():
+        print(f"surge: no ./surge.yaml here and the quickstart is missing at {path}",
+              file=sys.stderr)
+        return 2
     try:
         config = load(path)
+        refuse_what_cannot_start(config)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"{path}: {problem}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"surge: cannot read {path}: {exc}", file=sys.stderr)
-        return 2
+        return _refused(path, exc.problems)
     setup_logging(getattr(logging, args.log_level.upper()))
     replicas = start_quickstart_replicas(config) if quickstart else []
+    on_ready = functools.partial(print_banner, path, config, quickstart)
     try:
-        print_banner(path, config, quickstart)
         if config.gateway.workers > 1:
             from surge.gateway.workers import run_master
 
-            return run_master(config, path)
+            return run_master(config, path, on_ready)
         from surge.gateway.run import run
 
-        run(config, path)
+        run(config, path, on_ready=on_ready)
         return 0
+    except ConfigError as exc:  # a refusal found only while starting
+        return _refused(path, exc.problems)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        # taken between the check and the bind: the bind's own words, still one line
+        print(f"surge: {exc.strerror}", file=sys.stderr)
+        return 2
     finally:
         for replica in replicas:
             replica.terminate()
         for replica in replicas:
             replica.wait(5)
+
+
+def refuse_what_cannot_start(config) -> None:  # type: ignore[no-untyped-def]
+    """ConfigError for what this machine cannot run though the file is valid: a replica
+    command not on PATH, a listen or admin address another process holds."""
+    from surge.config.commands import machine_problems
+    from surge.errors import ConfigError
+    from surge.gateway.binding import bind_problems
+
+    addresses = {f"gateway.listen[{i}]": a for i, a in enumerate(config.gateway.listen)}
+    if config.gateway.admin:
+        addresses["gateway.admin"] = config.gateway.admin
+    problems = machine_problems(config, refusing=True) + bind_problems(addresses)
+    if problems:
+        raise ConfigError(problems)
+
+
+def _refused(path: Path, problems: list[str]) -> int:
+    from surge.config.problems import located
+
+    for problem in problems:
+        print(located(path, problem), file=sys.stderr)
+    return 2
 
 
 def start_quickstart_replicas(config):  # type: ignore[no-untyped-def]
@@ -101,6 +129,8 @@ DATA_PATHS = {
 
 
 def print_banner(path: Path, config, quickstart: bool) -> None:  # type: ignore[no-untyped-def]
+    from surge.masking import mask_credentials
+
     g = config.gateway
     lines = [f"surge: running {path}" + (" (the bundled quickstart)" if quickstart else "")]
     for address in g.listen:
@@ -110,6 +140,10 @@ def print_banner(path: Path, config, quickstart: bool) -> None:  # type: ignore[
                   f"  metrics    http://{g.admin}/metrics"]
     lines.append(f"  workers    {g.workers}, access log: {g.access_log}, "
                  f"data path: {DATA_PATHS[DATA_PATH]}")
+    if config.state != "local":
+        lines.append(f"  state      {mask_credentials(config.state)}")
+    if config.jobs is not None:
+        lines.append(f"  jobs       {mask_credentials(config.jobs.broker)}")
     lines.append(f"try:  curl -i http://{g.listen[0]}/")
     lines.append("stop: Ctrl-C (in-flight requests finish first)")
     print("\n".join(lines), flush=True)

@@ -1,5 +1,5 @@
 """Whether a TCP port accepts connections: now, or within a bounded wait (a started replica,
-a worker)."""
+a gateway process of `workers: N`)."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ import random
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import uvloop
@@ -23,28 +24,41 @@ from surge.errors import ConfigError
 from surge.gateway.ratelimit import register_routes as register_rate_limit_routes
 from surge.gateway.server import Gateway
 from surge.jobs.gateway import JobsView
+from surge.masking import mask_credentials
 
 log = logging.getLogger("surge.gateway")
 
-# How the master of `workers: N` hands a (replacement) worker the upstreams added or drained
-# through it: JSON, service -> address -> weight (None: drained).
-UPSTREAMS_ENV = "SURGE_WORKER_UPSTREAMS"
+# How the master of `workers: N` hands a (replacement) gateway process the upstreams added or
+# drained through it: JSON, service -> address -> weight (None: drained).
+UPSTREAMS_ENV = "SURGE_MASTER_UPSTREAMS"
 
 
-def setup_logging(level: int = logging.INFO) -> None:
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+LOG_FORMAT = "%(asctime)s %(levelname)-7s {prefix}%(name)s: %(message)s"
+
+
+class MaskingFormatter(logging.Formatter):
+    """Every log line, a library's included, with the passwords of URLs masked."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_credentials(super().format(record))
+
+
+def setup_logging(level: int = logging.INFO, prefix: str = "") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(MaskingFormatter(LOG_FORMAT.format(prefix=prefix)))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 async def serve(config: Config, path: Path | None, *, reuse_port: bool = False,
-                admin: str | None = None, ready: asyncio.Event | None = None,
-                worker: bool = False) -> None:
-    """Run one gateway until SIGTERM/SIGINT, then drain and return. A `worker` of
-    `workers: N` runs no replicas (its master does), starts with the upstreams its master
-    hands it, and tells the master its state."""
+                admin: str | None = None, on_ready: Callable[[], None] | None = None,
+                under_master: bool = False) -> None:
+    """Run one gateway until SIGTERM/SIGINT, then drain and return; `on_ready` is called
+    once every socket is bound and everything has started. One `under_master` (a gateway
+    process of `workers: N`) runs no replicas (its master does), starts with the upstreams its
+    master hands it, and tells the master its state."""
     loop = asyncio.get_running_loop()
     gateway = Gateway(config, path, reuse_port=reuse_port)
-    if worker:
+    if under_master:
         gateway.follow_admin_changes(json.loads(os.environ.get(UPSTREAMS_ENV) or "{}"))
     await gateway.start()
     admin_server = None
@@ -56,19 +70,19 @@ async def serve(config: Config, path: Path | None, *, reuse_port: bool = False,
         await admin_server.start()
     # Imported here: scaling imports this module. Started after the gateway: replicas join it.
     from surge.scaling.control import start_scaling
-    from surge.scaling.master import register_worker_routes
+    from surge.scaling.master import register_state_route
     from surge.scaling.membership import GatewayMembership
 
     scaling = None
-    if worker:
-        assert admin_server is not None  # a worker's private admin API, for its master
-        register_worker_routes(admin_server.router, gateway)
+    if under_master:
+        assert admin_server is not None  # its private admin API, for its master
+        register_state_route(admin_server.router, gateway)
     else:
         scaling = await start_scaling(GatewayMembership(gateway), config, gateway.registry,
                                       admin_server.router if admin_server else None)
         gateway.followers.append(scaling)
-    # A worker's master reads the job queues once for all of its workers.
-    jobs = None if worker else JobsView.from_config(
+    # The master reads the job queues once for all of its gateway processes.
+    jobs = None if under_master else JobsView.from_config(
         config, admin_server.router if admin_server else None)
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -78,8 +92,8 @@ async def serve(config: Config, path: Path | None, *, reuse_port: bool = False,
     # sight, so collections triggered by per-request garbage stay short.
     gc.collect()
     gc.freeze()
-    if ready is not None:
-        ready.set()
+    if on_ready is not None:
+        on_ready()
     await stop.wait()
     log.info("stopping: draining in-flight requests for up to %gs", config.gateway.drain)
     if admin_server is not None:
@@ -105,14 +119,17 @@ async def reload(control: ControlPlane) -> None:
 
 
 def run(config: Config, path: Path | None, *, reuse_port: bool = False,
-        admin: str | None = None, worker: bool = False) -> None:
-    uvloop.run(serve(config, path, reuse_port=reuse_port, admin=admin, worker=worker))
+        admin: str | None = None, under_master: bool = False,
+        on_ready: Callable[[], None] | None = None) -> None:
+    uvloop.run(serve(config, path, reuse_port=reuse_port, admin=admin,
+                     under_master=under_master, on_ready=on_ready))
 
 
-# Ports handed out for a process to bind later (replicas, workers' admin APIs) come from below
-# the kernel's ephemeral range: a port the kernel picked there could be taken as the source
-# port of some outgoing connection before its user binds it (seen in CI as "address already
-# in use"). Handed out in turn from a random start, so one process does not repeat itself.
+# Ports handed out for a process to bind later (replicas, gateway processes' admin APIs) come
+# from below the kernel's ephemeral range: a port the kernel picked there could be taken as the
+# source port of some outgoing connection before its user binds it (seen in CI as "address
+# already in use"). Handed out in turn from a random start, so one process does not repeat
+# itself.
 PORT_FLOOR = 10000
 _next_port = 0
 
@@ -158,14 +175,14 @@ def _kernel_ports(count: int) -> list[int]:
             sock.close()
 
 
-def run_worker(path: str, index: int, admin_port: int) -> None:
+def run_gateway_process(path: str, index: int, admin_port: int) -> None:
     """Entry point of one of `workers: N` gateway processes (started by the master): the
     shared listeners with SO_REUSEPORT, and a private admin API for the master."""
-    setup_logging()
-    logging.getLogger().handlers[0].setFormatter(logging.Formatter(
-        f"%(asctime)s %(levelname)-7s worker-{index} %(name)s: %(message)s"))
-    run(load(path), Path(path), reuse_port=True, admin=f"127.0.0.1:{admin_port}", worker=True)
+    # `worker-N`: the prefix users know from `gateway.workers`.
+    setup_logging(prefix=f"worker-{index} ")
+    run(load(path), Path(path), reuse_port=True, admin=f"127.0.0.1:{admin_port}",
+        under_master=True)
 
 
 if __name__ == "__main__":
-    run_worker(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+    run_gateway_process(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))

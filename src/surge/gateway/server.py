@@ -17,6 +17,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from surge.config import Config, load
 from surge.errors import ClientError, NotFound
 from surge.gateway.client import ClientConnection
+from surge.gateway.headers import DATE
 from surge.gateway.policy import RoutePolicy
 from surge.gateway.ratelimit import RateLimitCollector, RateLimiting, in_use, signature
 from surge.gateway.snapshot import Snapshot, build_snapshot
@@ -84,6 +85,9 @@ class Gateway:
         self.upstream_body_timeout = g.timeouts.upstream_body
         self.idle_timeout = g.timeouts.idle
         self.max_inflight = g.max_inflight
+        self.keep_encoded_slash = g.paths.encoded_slash == "keep"
+        self.merge_slashes = g.paths.merge_slashes
+        self.forward_original = g.paths.forward == "original"
         self.set_rate_limiting(config)
         # Admin changes of a service that left the config would come back with it.
         self.dynamic = {name: d for name, d in self.dynamic.items() if name in config.services}
@@ -141,7 +145,7 @@ class Gateway:
     async def start(self) -> None:
         """Check every upstream once (each check bounded by its `health.timeout`), then listen:
         a gateway that accepted first would answer 503 until its checks came back, which a
-        worker replaced under `workers: N` or a rolled gateway pod must not do."""
+        gateway process replaced under `workers: N` or a rolled gateway pod must not do."""
         await asyncio.gather(*(prober.round() for prober in self.probers.values()))
         for address in self.config.gateway.listen:
             host, _, port = address.rpartition(":")
@@ -183,6 +187,7 @@ class Gateway:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL)
             now = self.now()
+            DATE.tick(time.time())  # the Date line forwarded responses without one get
             for conn in list(self.connections):
                 try:
                     self.enforce(conn, now)
@@ -191,6 +196,7 @@ class Gateway:
                     conn.abort()
             if self.access_log is not None:
                 self.access_log.flush()
+            self.sweep_pools(now)
             tick += 1
             if tick % MAINTENANCE_EVERY == 0:
                 self.maintain(now)
@@ -207,17 +213,23 @@ class Gateway:
         else:
             ex.check_progress(now)
 
+    def sweep_pools(self, now: float) -> None:
+        """Close idle pooled connections past their time: the gateway's `timeouts.idle`, or
+        sooner where an upstream is known to close them (every tick, so that one is closed
+        within a tenth of a second of its limit, well inside the safety margin)."""
+        idle = self.idle_timeout
+        for service in [*self.snapshot.services.values(), *self.retired]:
+            for up in service.upstreams.values():
+                up.pool.sweep(now, idle)
+
     def maintain(self, now: float) -> None:
-        """Close idle pooled connections past their time; forget drained upstreams; keep
-        `hedge: {delay: p95}` routes' delays current."""
+        """Forget drained upstreams; keep retry budgets and `hedge: {delay: p95}` routes'
+        delays current."""
         for route in self.snapshot.routes.table.routes:
             route.source.refresh_hedge_delay()
-        idle = self.idle_timeout
         for service in [*self.snapshot.services.values(), *self.retired]:
             service.budget.tick(now, service.requests)
             service.decay_stale_latency()
-            for up in service.upstreams.values():
-                up.pool.sweep(now, idle)
             for up in service.drained():
                 log.info("service %s: upstream %s drained and removed", service.name,
                          up.address)
@@ -250,7 +262,7 @@ class Gateway:
 
     def follow_admin_changes(self, changes: dict[str, dict[str, int | None]]) -> None:
         """Take upstreams added (weight) or drained (None) elsewhere, as if through this
-        admin API: a worker of `workers: N` starts with its master's."""
+        admin API: a gateway process of `workers: N` starts with its master's."""
         for service, addresses in changes.items():
             if service in self.config.services:
                 self.dynamic.setdefault(service, {}).update(addresses)

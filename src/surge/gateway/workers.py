@@ -1,23 +1,28 @@
-"""`workers: N`: N gateway processes share the listeners (SO_REUSEPORT) under one master.
+"""`gateway.workers: N`: N gateway processes share the listeners (SO_REUSEPORT) under one
+master, the process `surge up` started. (The config key, the `worker` label on `/metrics` and
+the log lines keep the word users know; in code a worker is a job runner.)
 
-The master supervises them (a worker that dies is replaced, with backoff), serves the public
-admin API and fans its changes out to every worker's private admin port; a replaced worker
-gets the admin changes replayed. `/metrics` merges the workers' families, each sample labelled
-with its `worker`. It also runs the one supervisor of `process` and `jobs.workers` replicas and
-the one autoscaler loop, which see the workers as one gateway (`scaling/master.py`).
-SIGTERM drains every worker, then stops the replicas; SIGHUP (or `POST /api/reload`) reloads
-every worker, then reconciles the replicas."""
+The master keeps them running: each goes through the one process lifecycle that replicas share
+(`scaling/lifecycle.py`), and one that dies is replaced after the same restart backoff. It
+serves the public admin API and fans its changes out to every gateway process's private admin
+port; a replacement gets the admin changes replayed. `/metrics` merges the processes' families,
+each sample labelled with its `worker`. It also runs the one supervisor of `process` and
+`jobs.workers` replicas and the one autoscaler loop, which see the gateway processes as one
+gateway (`scaling/master.py`). SIGTERM drains every gateway process, then stops the replicas;
+SIGHUP (or `POST /api/reload`) reloads every gateway process, then reconciles the replicas."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,51 +35,61 @@ from surge.admin.client import call, raise_for_problem
 from surge.admin.server import AdminServer
 from surge.config import Config, load
 from surge.gateway.ratelimit import RateLimiting, in_use, register_routes
-from surge.gateway.readiness import wait_for_port
 from surge.gateway.run import UPSTREAMS_ENV
 from surge.jobs.gateway import JobsView
 from surge.jobs.metrics import QUEUE_GAUGES
+from surge.scaling.lifecycle import LIVE, Lifecycle, ProcessState
 
-log = logging.getLogger("surge.workers")
+log = logging.getLogger("surge.workers")  # the name users grep their logs for
 
-POLL_INTERVAL = 1.0
-MAX_BACKOFF = 30.0
+S = ProcessState
+POLL_INTERVAL = 1.0  # how often the master reads every gateway process's view and metrics
+START_TIMEOUT = 15.0  # for a gateway process's private admin port to answer
 
 
-class Worker:
-    def __init__(self, index: int, path: Path, admin_port: int) -> None:
-        self.index = index
-        self.path = path
-        self.admin_port = admin_port
-        self.process: subprocess.Popen[bytes] | None = None
-        self.restarts = 0
-        self.started = 0.0
-        self.view: list[dict[str, Any]] = []
-        self.metrics = ""
+@dataclass
+class GatewayProcess(Lifecycle):
+    """One of the master's N gateway processes: slot `index` keeps its private `admin_port`
+    while its process is replaced."""
 
-    def spawn(self, upstreams: dict[str, dict[str, int | None]] | None = None) -> None:
+    index: int
+    path: Path
+    admin_port: int
+    child: asyncio.subprocess.Process | None = None  # the running OS process
+    view: list[dict[str, Any]] = field(default_factory=list)
+    metrics: str = ""
+
+    def __str__(self) -> str:
+        return f"gateway process {self.index}"
+
+    async def spawn(self, now: float,
+                    upstreams: dict[str, dict[str, int | None]] | None = None) -> None:
         """Start the process; `upstreams` (service -> address -> weight, None for drained) are
         in its first snapshot, before it accepts a connection."""
-        self.started = time.monotonic()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "surge.gateway.run", str(self.path), str(self.index),
-             str(self.admin_port)], env={**os.environ, UPSTREAMS_ENV: json.dumps(upstreams or {})})
-        log.info("worker %d started (pid %d)", self.index, self.process.pid)
+        self.child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "surge.gateway.run", str(self.path), str(self.index),
+            str(self.admin_port), env={**os.environ, UPSTREAMS_ENV: json.dumps(upstreams or {})})
+        self.begin(self.child.pid, now)
+        log.info("worker %d started (pid %d)", self.index, self.child.pid)
 
     @property
     def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        return self.child is not None and self.child.returncode is None
 
 
 class Master:
-    """The ControlPlane of the public admin API when several workers run."""
+    """The one master of `gateway.workers: N`: it keeps the gateway processes running, and is
+    the ControlPlane of the public admin API over them."""
 
-    def __init__(self, config: Config, path: Path, ports: list[int]) -> None:
+    def __init__(self, config: Config, path: Path, ports: list[int],
+                 now: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.path = path
-        self.workers = [Worker(i, path, port) for i, port in enumerate(ports)]
+        self.now = now
+        self.processes = [GatewayProcess(index=i, path=path, admin_port=port)
+                          for i, port in enumerate(ports)]
         # Upstreams added (weight) or drained (None) through the master: replayed into a
-        # replaced worker. One entry per address, however often the autoscaler changes it.
+        # replacement. One entry per address, however often the autoscaler changes it.
         self.changes: dict[tuple[str, str], int | None] = {}
         self.followers: list[Any] = []  # the supervisor, reconciled on reload
         self.stopping = False
@@ -84,9 +99,9 @@ class Master:
     # -- ControlPlane ----------------------------------------------------------------------------
 
     def services_view(self) -> list[dict[str, Any]]:
-        """Worker 0's view, with in-flight counts summed over all workers (matched by service
-        name and upstream address: a worker mid-reload may list them differently)."""
-        views = [w.view for w in self.workers if w.view]
+        """Gateway process 0's view, with in-flight counts summed over all of them (matched by
+        service name and upstream address: one mid-reload may list them differently)."""
+        views = [p.view for p in self.processes if p.view]
         if not views:
             return []
         merged = json.loads(json.dumps(views[0]))
@@ -112,8 +127,9 @@ class Master:
         await self.refresh()
 
     async def reload(self) -> dict[str, Any]:
-        """Every worker re-reads the file, then the replicas follow it; the supervisor may
-        refuse it first (a command not found), the workers too (they read the same file)."""
+        """Every gateway process re-reads the file, then the replicas follow it; the supervisor
+        may refuse it first (a command not found), the gateway processes too (they read the
+        same file)."""
         config = await asyncio.get_running_loop().run_in_executor(None, load, self.path)
         for follower in self.followers:
             follower.check(config)
@@ -126,71 +142,97 @@ class Master:
         return result
 
     def admin_ports(self) -> list[int]:
-        return [w.admin_port for w in self.workers if w.alive]
+        return [p.admin_port for p in self.processes if p.alive]
 
     def metrics_text(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
     def collect(self):  # type: ignore[no-untyped-def]
-        """Every worker's families, merged by name, each sample labelled with its worker."""
+        """Every gateway process's families, merged by name, each sample labelled with its
+        index (label `worker`, as users know it)."""
         families: dict[str, Any] = {}
-        for worker in self.workers:
-            for family in text_string_to_metric_families(worker.metrics):
+        for process in self.processes:
+            for family in text_string_to_metric_families(process.metrics):
                 merged = families.setdefault(family.name, family)
                 if merged is not family:
-                    merged.samples.extend(_labelled(family.samples, worker.index))
+                    merged.samples.extend(_labelled(family.samples, process.index))
                 else:
-                    family.samples = _labelled(family.samples, worker.index)
+                    family.samples = _labelled(family.samples, process.index)
         yield from families.values()
 
-    # -- supervision -----------------------------------------------------------------------------
-
     async def fan_out(self, method: str, path: str, body: Any = None) -> bytes:
-        """Send one admin change to every live worker; the first refusal is raised."""
-        answers = await asyncio.gather(*(call(w.admin_port, method, path, body)
-                                         for w in self.workers if w.alive))
+        """Send one admin change to every live gateway process; the first refusal is raised."""
+        answers = await asyncio.gather(*(call(p.admin_port, method, path, body)
+                                         for p in self.processes if p.alive))
         for status, content in answers:
             raise_for_problem(status, content)
         return answers[0][1] if answers else b"{}"
 
-    async def supervise(self) -> None:
-        loop = asyncio.get_running_loop()
+    # -- supervision -----------------------------------------------------------------------------
+
+    async def start(self, process: GatewayProcess) -> None:
+        """starting -> ready: spawn it, wait for its private admin port, replay the changes
+        made through the master (a first start has none), read its view."""
+        await process.spawn(self.now(), self.upstreams())
+        if await self.answers(process) and process.state is S.STARTING:
+            process.move(S.READY, self.now())
+            await self.replay(process)
+        await self.poll(process)
+
+    async def answers(self, process: GatewayProcess) -> bool:
+        """Whether its private admin port answers within START_TIMEOUT; False at once when the
+        process exits first (replacing it is then `keep`'s business, without waiting)."""
+        deadline = self.now() + START_TIMEOUT
+        while process.alive and self.now() < deadline:
+            with contextlib.suppress(OSError):
+                _, writer = await asyncio.open_connection("127.0.0.1", process.admin_port)
+                writer.close()
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def keep(self, process: GatewayProcess) -> None:
+        """Keep one started gateway process running: when it exits unasked, replace it after
+        the shared restart backoff (`lifecycle.py`), until the master stops."""
+        assert process.child is not None
+        while True:
+            code = await process.child.wait()
+            if self.stopping:
+                return
+            delay = process.exited(code, self.now(), expected=False)
+            log.error("worker %d exited (%s); replacing it in %.1fs", process.index, code, delay)
+            await asyncio.sleep(delay or 0.0)
+            if self.stopping:
+                process.move(S.EXITED, self.now())
+                return
+            try:
+                await self.start(process)
+            except Exception:  # a bug here must not end this slot's supervision for good
+                log.exception("worker %d: starting its replacement failed", process.index)
+
+    async def watch(self) -> None:
+        """Read every gateway process's view and metrics, once a POLL_INTERVAL."""
         while not self.stopping:
-            for worker in self.workers:
-                if worker.restarts and worker.alive and time.monotonic() - worker.started > 60:
-                    worker.restarts = 0  # a minute up: the next crash starts the backoff anew
-                if not worker.alive and not self.stopping:
-                    code = worker.process.returncode if worker.process else None
-                    delay = min(MAX_BACKOFF, 0.5 * 2 ** worker.restarts)
-                    log.error("worker %d exited (%s); replacing it in %.1fs", worker.index,
-                              code, delay)
-                    worker.restarts += 1
-                    await asyncio.sleep(delay)
-                    worker.spawn(self.upstreams())
-                    ok = await loop.run_in_executor(None, wait_for_port, "127.0.0.1",
-                                                    worker.admin_port, 15.0)
-                    if ok:
-                        await self.replay(worker)
-                await self.poll(worker)
+            await self.refresh()
             await asyncio.sleep(POLL_INTERVAL)
 
-    async def replay(self, worker: Worker) -> None:
+    async def replay(self, process: GatewayProcess) -> None:
         for (service, address), weight in list(self.changes.items()):
             if weight is not None:
                 method, path = "POST", f"/api/services/{service}/upstreams"
             elif address in self.configured(service):
                 method, path = "DELETE", f"/api/services/{service}/upstreams/{address}"
             else:
-                continue  # drained, and a new worker never had it
+                continue  # drained, and a new gateway process never had it
             try:
-                await call(worker.admin_port, method, path,
+                await call(process.admin_port, method, path,
                            {"address": address, "weight": weight} if weight is not None else None)
             except (OSError, TimeoutError) as exc:
-                log.warning("worker %d: could not replay %s %s: %s", worker.index, method,
+                log.warning("worker %d: could not replay %s %s: %s", process.index, method,
                             path, exc)
 
     def upstreams(self) -> dict[str, dict[str, int | None]]:
-        """The changes made through the master, as a worker's gateway keeps them."""
+        """The changes made through the master, as a gateway process's gateway keeps them."""
         nested: dict[str, dict[str, int | None]] = {}
         for (service, address), weight in self.changes.items():
             nested.setdefault(service, {})[address] = weight
@@ -201,82 +243,98 @@ class Master:
         return {u.address for u in spec.upstreams} if spec is not None else set()
 
     async def refresh(self) -> None:
-        """Read every worker's view now, so a read after a change through the master sees it
-        (the background poll alone would show it up to POLL_INTERVAL late)."""
-        await asyncio.gather(*(self.poll(w) for w in self.workers))
+        """Read every gateway process's view now, so a read after a change through the master
+        sees it (the background poll alone would show it up to POLL_INTERVAL late)."""
+        await asyncio.gather(*(self.poll(p) for p in self.processes))
 
-    async def poll(self, worker: Worker) -> None:
-        if not worker.alive:
+    async def poll(self, process: GatewayProcess) -> None:
+        if not process.alive:
             return
         try:
-            status, content = await call(worker.admin_port, "GET", "/api/services")
+            status, content = await call(process.admin_port, "GET", "/api/services")
             if status == 200:
-                worker.view = json.loads(content)["services"]
-            status, content = await call(worker.admin_port, "GET", "/metrics")
+                process.view = json.loads(content)["services"]
+            status, content = await call(process.admin_port, "GET", "/metrics")
             if status == 200:
-                worker.metrics = content.decode()
+                process.metrics = content.decode()
         except (OSError, TimeoutError, ValueError):
             pass  # starting or stopping; the next poll will tell
 
-    def signal_all(self, signum: int) -> None:
-        for worker in self.workers:
-            if worker.alive:
-                worker.process.send_signal(signum)  # type: ignore[union-attr]
+    async def stop(self, drain: float) -> None:
+        """SIGTERM every gateway process (each drains its requests), SIGKILL what still runs
+        `drain` + 5 seconds later."""
+        self.stopping = True
+        log.info("stopping %d workers (drain up to %gs)", len(self.processes), drain)
+        for process in self.processes:
+            if process.alive and process.state in LIVE:
+                process.move(S.STOPPING, self.now())
+            self.signal(process, signal.SIGTERM)
+        deadline = self.now() + drain + 5
+        while any(p.alive for p in self.processes) and self.now() < deadline:
+            await asyncio.sleep(0.1)
+        for process in self.processes:
+            self.signal(process, signal.SIGKILL)
+            if process.child is not None:
+                code = await process.child.wait()
+                if process.state is not S.EXITED:
+                    process.exited(code, self.now(), expected=True)
+
+    @staticmethod
+    def signal(process: GatewayProcess, signum: int) -> None:
+        if process.child is not None and process.alive:
+            process.child.send_signal(signum)
 
 
 def _labelled(samples: list[Any], index: int) -> list[Any]:
     return [s._replace(labels={**s.labels, "worker": str(index)}) for s in samples]
 
 
-def run_master(config: Config, path: Path) -> int:
-    return uvloop.run(serve_master(config, path))
+def run_master(config: Config, path: Path, on_ready: Callable[[], None] | None = None) -> int:
+    return uvloop.run(serve_master(config, path, on_ready))
 
 
-async def serve_master(config: Config, path: Path) -> int:
+async def serve_master(config: Config, path: Path,
+                       on_ready: Callable[[], None] | None = None) -> int:
+    """Run the gateway processes until SIGTERM/SIGINT; `on_ready` is called once they listen (each
+    binds the listeners before its admin port) and the public admin API does too."""
     from surge.gateway.run import free_ports, reload
     from surge.scaling.control import start_scaling
-    from surge.scaling.master import WorkersMembership
+    from surge.scaling.master import MasterMembership
 
     loop = asyncio.get_running_loop()
     master = Master(config, Path(path).resolve(), free_ports(config.gateway.workers))
-    for worker in master.workers:
-        worker.spawn()
-    for worker in master.workers:
-        await loop.run_in_executor(None, wait_for_port, "127.0.0.1", worker.admin_port, 15.0)
-        await master.poll(worker)
+    await asyncio.gather(*(master.start(p) for p in master.processes))
     admin = None
     # Keys live in the shared state store, so the master serves them too; a key's counts are
-    # the workers' own with `state: local`, and shared with Redis.
+    # the gateway processes' own with `state: local`, and shared with Redis.
     limiting = RateLimiting(config, master.path.parent) if in_use(config) else None
     if config.gateway.admin:
         host, _, port = config.gateway.admin.rpartition(":")
         admin = AdminServer(master, host.strip("[]"), int(port))
         register_routes(admin.router, lambda: limiting)
-    # The master reads the job queues (their depth on /metrics, /api/jobs), not each worker.
+    # The master reads the job queues (their depth on /metrics, /api/jobs), not each process.
     jobs = JobsView.from_config(config, admin.router if admin is not None else None)
     for gauge in QUEUE_GAUGES if jobs is not None else ():
         master.registry.register(gauge)
     if admin is not None:
         await admin.start()
-    # The workers listen: replicas can join them.
-    scaling = await start_scaling(WorkersMembership(master), config, master.registry,
+    # The gateway processes listen: replicas can join them.
+    scaling = await start_scaling(MasterMembership(master), config, master.registry,
                                   admin.router if admin is not None else None)
     master.followers.append(scaling)
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload(master)))
-    watching = loop.create_task(master.supervise())
+    tasks = [loop.create_task(master.watch()),
+             *(loop.create_task(master.keep(p)) for p in master.processes)]
+    if on_ready is not None:
+        on_ready()
     await stop.wait()
-    master.stopping = True
-    watching.cancel()
-    log.info("stopping %d workers (drain up to %gs)", len(master.workers), config.gateway.drain)
-    master.signal_all(signal.SIGTERM)
-    deadline = loop.time() + config.gateway.drain + 5
-    while any(w.alive for w in master.workers) and loop.time() < deadline:
-        await asyncio.sleep(0.1)
-    master.signal_all(signal.SIGKILL)
-    await scaling.stop()  # replicas stop once the workers have finished their requests
+    for task in tasks:
+        task.cancel()
+    await master.stop(config.gateway.drain)
+    await scaling.stop()  # replicas stop once the gateway processes have finished their requests
     if admin is not None:
         await admin.close()
     if limiting is not None:
@@ -284,4 +342,3 @@ async def serve_master(config: Config, path: Path) -> int:
     if jobs is not None:
         await jobs.close()
     return 0
-

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import Any, NoReturn
+
+EXIT_ERROR = 1
+EXIT_INVALID = 2
 
 
 def register(subparsers: Any) -> None:
@@ -57,8 +60,8 @@ def load_queue(target: str | None, broker: str | None) -> Any:
 
     if target is None:
         if broker is None:
-            raise SystemExit("surge: give MODULE:queue or --broker URL")
-        return Queue(broker)
+            fail("give MODULE:queue or --broker URL", EXIT_INVALID)
+        return _opened(Queue(broker))
     import importlib
     import os
 
@@ -68,12 +71,28 @@ def load_queue(target: str | None, broker: str | None) -> Any:
     try:
         queue = getattr(importlib.import_module(module_name), attribute or "queue")
     except (ImportError, AttributeError) as exc:
-        raise SystemExit(f"surge: cannot load {target}: {exc}") from exc
+        fail(f"cannot load {target}: {exc}", EXIT_INVALID)
     if not isinstance(queue, Queue):
-        raise SystemExit(f"surge: {target} is a {type(queue).__name__}, not a surge.jobs.Queue")
+        fail(f"{target} is a {type(queue).__name__}, not a surge.jobs.Queue", EXIT_INVALID)
     if broker:
         queue.use(broker)
+    return _opened(queue)
+
+
+def _opened(queue: Any) -> Any:
+    """`queue` once its broker URL is known to name a broker (not yet reached)."""
+    from surge.errors import BrokerError
+
+    try:
+        queue.broker  # noqa: B018 -- builds the broker from the URL
+    except BrokerError as exc:
+        fail(str(exc), EXIT_INVALID)
     return queue
+
+
+def fail(message: str, code: int) -> NoReturn:
+    print(f"surge: {message}", file=sys.stderr)
+    raise SystemExit(code)
 
 
 def run_worker(args: argparse.Namespace) -> int:
@@ -82,6 +101,7 @@ def run_worker(args: argparse.Namespace) -> int:
     import signal
 
     from surge.jobs.worker import DEFAULT_CONCURRENCY, Worker
+    from surge.masking import mask_credentials
 
     queue = load_queue(args.target, args.broker)
     names = args.queues.split(",") if args.queues else list(
@@ -100,7 +120,7 @@ def run_worker(args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker.stop)
         print(f"surge worker {worker.name}: {worker.concurrency} slots on "
-              f"{','.join(names)} via {queue.url}", file=sys.stderr, flush=True)
+              f"{','.join(names)} via {mask_credentials(queue.url)}", file=sys.stderr, flush=True)
         try:
             await worker.run()
         finally:
@@ -158,15 +178,19 @@ def jobs_retry(args: argparse.Namespace) -> int:
     targets = [item for item in args.target if ":" in item]
     ids = [item for item in args.target if ":" not in item]
     if len(targets) > 1 or (len(ids) != 1) == (not args.all):
-        raise SystemExit("surge: jobs retry takes one job ID or --all")
+        fail("jobs retry takes one job ID or --all", EXIT_INVALID)
     args.target = targets[0] if targets else None
 
     async def main(queue: Any) -> int:
         return await queue.broker.retry_dead(None if args.all else ids[0], time.time())
 
     moved = _with_queue(args, main)
+    if not moved and not args.all:
+        print(f"surge: no dead job has the id {ids[0]!r} (`surge jobs dead` lists them)",
+              file=sys.stderr)
+        return EXIT_ERROR
     print(f"{moved} job(s) back in their queue")
-    return 0 if moved or args.all else 1
+    return 0
 
 
 def jobs_purge(args: argparse.Namespace) -> int:
@@ -190,13 +214,15 @@ def _with_queue(args: argparse.Namespace, action: Any) -> Any:
 
 
 def _run(coroutine: Any) -> Any:
-    try:
-        import uvloop
-    except ImportError:
-        import asyncio
+    """Run `coroutine`; a broker that cannot be reached is one line (its URL masked)."""
+    import uvloop
 
-        return asyncio.run(coroutine)
-    return uvloop.run(coroutine)
+    from surge.errors import BrokerError
+
+    try:
+        return uvloop.run(coroutine)
+    except (BrokerError, ConnectionError) as exc:
+        fail(f"the broker cannot be reached: {exc}", EXIT_ERROR)
 
 
 def _print_json(value: object) -> int:

@@ -15,6 +15,7 @@ from surge.errors import BrokerError
 from surge.jobs.admin import add_routes
 from surge.jobs.broker import Broker, broker_from_url
 from surge.jobs.metrics import observe_queues
+from surge.masking import mask_credentials
 
 log = logging.getLogger("surge.jobs")
 
@@ -47,7 +48,7 @@ class JobsView:
                 failures += 1
                 if failures == 1:
                     log.warning("job queue depth unavailable (broker %s): %s",
-                                self.broker.url, exc)
+                                mask_credentials(self.broker.url), exc)
             await asyncio.sleep(REFRESH)
 
     async def close(self) -> None:

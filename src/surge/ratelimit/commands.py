@@ -31,9 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing = action("list", "list keys (never the keys themselves)", run_list)
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     revoke = action("revoke", "revoke a key: it gets 401 from then on", run_revoke)
-    revoke.add_argument("key", metavar="KEY_OR_ID")
+    revoke.add_argument("key", metavar="KEY|ID|NAME")
     set_plan = action("set-plan", "move a key to another plan", run_set_plan)
-    set_plan.add_argument("key", metavar="KEY_OR_ID")
+    set_plan.add_argument("key", metavar="KEY|ID|NAME")
     set_plan.add_argument("plan", metavar="PLAN")
 
 
@@ -72,7 +72,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_revoke(args: argparse.Namespace) -> int:
     def work(store: Any, plans: list[str]) -> int:
-        info = store.revoke(args.key)
+        info = store.revoke(_key_ref(store, args.key))
         print(f"revoked {info.id} ({info.name})")
         return 0
 
@@ -83,11 +83,33 @@ def run_set_plan(args: argparse.Namespace) -> int:
     def work(store: Any, plans: list[str]) -> int:
         if not _plan_known(args.plan, plans):
             return EXIT_INVALID
-        info = store.set_plan(args.key, args.plan)
+        info = store.set_plan(_key_ref(store, args.key), args.plan)
         print(f"{info.id} ({info.name}) is now on plan {info.plan}")
         return 0
 
     return _with_key_store(args, work)
+
+
+def _key_ref(store: Any, ref: str) -> str:
+    """`ref` as the store takes it: the key itself, its id, or the name of one key (an active
+    one first: a name is reused once its old key is revoked). LookupError when a name is
+    on several keys, KeyError when nothing matches."""
+    from surge.ratelimit.keys import PREFIX
+
+    try:
+        store.get(ref)
+        return ref
+    except KeyError:
+        if ref.startswith(PREFIX):  # a key, not a name (and never echoed)
+            raise
+    named = [info for info in store.list() if info.name == ref]
+    candidates = [info for info in named if info.active] or named
+    if not candidates:
+        raise KeyError(ref)
+    if len(candidates) > 1:
+        raise LookupError(f"{len(candidates)} keys are named {ref!r} "
+                          f"({', '.join(info.id for info in candidates)}); give one id")
+    return candidates[0].id
 
 
 def _with_key_store(args: argparse.Namespace, work: Callable[[Any, list[str]], int]) -> int:
@@ -96,6 +118,7 @@ def _with_key_store(args: argparse.Namespace, work: Callable[[Any, list[str]], i
     from pathlib import Path
 
     from surge.config import find_config, load
+    from surge.config.problems import located
     from surge.errors import ConfigError, StoreError
     from surge.ratelimit.keys import open_key_store
 
@@ -112,11 +135,15 @@ def _with_key_store(args: argparse.Namespace, work: Callable[[Any, list[str]], i
         store = open_key_store(config.state, str(data_dir))
         return work(store, list(config.rate_limits.plans))
     except ConfigError as error:
-        print("\n".join(error.problems), file=sys.stderr)
+        print("\n".join(located(path, p) for p in error.problems), file=sys.stderr)
         return EXIT_INVALID
     except KeyError as error:
-        print(f"surge keys: no such key: {error.args[0]}", file=sys.stderr)
+        print(f"surge keys: no such key: {error.args[0]} (give the key, its id or its name; "
+              "`surge keys list` shows them)", file=sys.stderr)
         return EXIT_ERROR
+    except LookupError as error:  # a name on several keys
+        print(f"surge keys: {error}", file=sys.stderr)
+        return EXIT_INVALID
     except StoreError as error:
         print(f"surge keys: {error}", file=sys.stderr)
         return EXIT_ERROR

@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
+from surge.masking import mask_credentials
 from surge.ratelimit.algorithms import Decision, Policy
 
 LOCAL_URLS = ("local", "memory://")
@@ -118,4 +119,5 @@ def open_store(url: str = "local", *, timeout: float = 0.25) -> Store:
         from surge.ratelimit.redis_store import RedisStore
 
         return RedisStore(url, timeout=timeout)
-    raise ValueError(f"unknown rate limit store {url!r} (expected local, memory:// or redis://)")
+    raise ValueError(f"unknown rate limit store {mask_credentials(url)!r} (expected local, "
+                     "memory:// or redis://)")

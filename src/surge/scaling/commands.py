@@ -54,6 +54,7 @@ def _deploy_k8s(args: argparse.Namespace) -> int:
     import yaml
 
     from surge.config import load
+    from surge.config.problems import located
     from surge.errors import ConfigError
     from surge.scaling.kubernetes import render
 
@@ -68,7 +69,7 @@ def _deploy_k8s(args: argparse.Namespace) -> int:
         rendered = render(load(args.config, check_support=False), image=args.image)
     except ConfigError as exc:
         for problem in exc.problems:
-            print(f"{args.config}: {problem}", file=sys.stderr)
+            print(located(args.config, problem), file=sys.stderr)
         return 2
     for warning in rendered.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -76,31 +77,50 @@ def _deploy_k8s(args: argparse.Namespace) -> int:
         yaml.dump_all(rendered.objects, sys.stdout, Dumper=NoAliases, sort_keys=False)
         return 0
     out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    for obj in rendered.objects:
-        path = out / f"{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
-        path.write_text(yaml.dump(obj, Dumper=NoAliases, sort_keys=False))
-        print(path)
+    if out.exists() and not out.is_dir():
+        print(f"surge deploy: {out} is a file; -o takes a directory (one YAML file per "
+              "object goes there)", file=sys.stderr)
+        return 2
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for obj in rendered.objects:
+            path = out / f"{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
+            path.write_text(yaml.dump(obj, Dumper=NoAliases, sort_keys=False))
+            print(path)
+    except OSError as exc:
+        print(f"surge deploy: cannot write into {out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     return 0
 
 
 def _load(args: argparse.Namespace) -> int:
     import uvloop
 
+    from surge.admin.client import not_answering
     from surge.config.units import parse_duration
     from surge.errors import ConfigError
+    from surge.gateway.readiness import port_in_use
     from surge.scaling.load import LoadRun, print_live_line, print_summary
     from surge.scaling.profile import parse_profile
 
+    if "://" not in args.url:
+        print(f"surge load: {args.url!r} has no scheme; write http://{args.url}",
+              file=sys.stderr)
+        return 2
     try:
         profile = parse_profile(args.profile)
         duration = parse_duration(args.duration) if args.duration else profile.duration
         timeout = parse_duration(args.timeout)
+        run = LoadRun(args.url, profile, duration=duration, connections=args.connections,
+                      timeout=timeout, admin=args.admin, on_second=print_live_line)
     except (ConfigError, ValueError) as exc:
         print(f"surge load: {exc}", file=sys.stderr)
         return 2
-    run = LoadRun(args.url, profile, duration=duration, connections=args.connections,
-                  timeout=timeout, admin=args.admin, on_second=print_live_line)
+    if args.admin:
+        host, port = _admin_address(args.admin)
+        if not port_in_use(host, port):
+            print(f"surge load: {not_answering(host, port)}", file=sys.stderr)
+            return 1
     try:
         result = uvloop.run(run.run())
     except KeyboardInterrupt:  # an open-ended profile stops here: still show the summary
@@ -115,25 +135,33 @@ def _restart(args: argparse.Namespace) -> int:
     import time
     from urllib.parse import quote
 
-    from surge.admin.client import call, raise_for_problem
+    from surge.admin.client import call, not_answering, raise_for_problem
     from surge.config import find_config, load
     from surge.config.units import parse_duration
-    from surge.errors import SurgeError
+    from surge.errors import ConfigError, SurgeError
 
     admin = args.admin
-    if admin is None:
-        path = find_config(None)
-        admin = load(path, check_support=False).gateway.admin if path else "127.0.0.1:9000"
-    host, _, port = admin.removeprefix("http://").rpartition(":")
-    name, deadline = args.service, time.monotonic() + parse_duration(args.timeout)
+    try:
+        if admin is None:
+            path = find_config(None)
+            admin = load(path, check_support=False).gateway.admin if path else "127.0.0.1:9000"
+            if admin is None:
+                print("surge restart: ./surge.yaml sets no gateway.admin; pass --admin "
+                      "HOST:PORT", file=sys.stderr)
+                return 2
+        host, port = _admin_address(admin)
+        name, deadline = args.service, time.monotonic() + parse_duration(args.timeout)
+    except (ConfigError, ValueError) as exc:
+        print(f"surge restart: {exc}", file=sys.stderr)
+        return 2
 
     async def restart() -> dict:
-        raise_for_problem(*await call(int(port), "POST",
+        raise_for_problem(*await call(port, "POST",
                                       f"/api/services/{quote(name, safe='')}/restart", {},
                                       host=host))
         while time.monotonic() < deadline:
             await asyncio.sleep(0.5)
-            status, body = await call(int(port), "GET", "/api/scaling", host=host)
+            status, body = await call(port, "GET", "/api/scaling", host=host)
             raise_for_problem(status, body)
             view = json.loads(body)["services"][name]
             if not view["restarting"]:
@@ -142,9 +170,21 @@ def _restart(args: argparse.Namespace) -> int:
 
     try:
         view = asyncio.run(restart())
+    except ConnectionRefusedError:
+        print(f"surge restart: {not_answering(host, port)}", file=sys.stderr)
+        return 1
     except (SurgeError, OSError, TimeoutError) as exc:
         print(f"surge restart: {exc}", file=sys.stderr)
         return 1
     last = [e for e in view["events"] if e["kind"] in ("restarted", "restart_failed")][-1:]
     print(last[0]["message"] if last else "restart finished")
     return 0 if last and last[0]["kind"] == "restarted" else 1
+
+
+def _admin_address(admin: str) -> tuple[str, int]:
+    """`host:port` or `http://host:port` -> (host, port); ValueError saying what it wants."""
+    host, _, port = admin.removeprefix("http://").rstrip("/").rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"expected the admin API as host:port, e.g. 127.0.0.1:9000, "
+                         f"got {admin!r}")
+    return host.strip("[]"), int(port)

@@ -8,12 +8,13 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from surge.scaling.replica import Replica, ReplicaState
+from surge.scaling.lifecycle import ProcessState
+from surge.scaling.replica import Replica
 
 if TYPE_CHECKING:
     from surge.config import Config
 
-S = ReplicaState
+S = ProcessState
 VICTIM_ORDER = (S.BACKOFF, S.STARTING, S.WARMING, S.READY)  # scale-in takes these first
 
 

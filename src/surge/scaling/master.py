@@ -1,14 +1,16 @@
-"""Supervised replicas under `gateway.workers: N`: the master runs the one supervisor and the
-one autoscaler loop, and the N worker gateways behave to them as one gateway.
+"""Supervised replicas under `gateway.workers: N`: the master (`gateway/workers.py`, the one
+master there is) runs the one supervisor and the one autoscaler loop, and its N gateway
+processes behave to them as one gateway: `MasterMembership`.
 
-Changes go out through the master's admin fan-out (a ready replica is added to every worker,
-a leaving one drained in every worker, and both are replayed into a replaced worker). What
-comes back is read from each worker's private `GET /api/worker/state`: every upstream's health
-verdict, draining flag and in-flight count (also of services a reload removed, until they have
-drained), and each service's latency histogram, as plain numbers. It is asked for only while
-a replica warms or drains and once per control period, and one answer serves every caller
-for `FRESH` seconds. Merged: an upstream is healthy when every worker says so, draining when
-one does; in-flight counts and histograms are summed (a worker's counts restart with it)."""
+Changes go out through the master's admin fan-out (a ready replica is added to every gateway
+process, a leaving one drained in every one, and both are replayed into a replacement). What
+comes back is read from each gateway process's private `GET /api/worker/state` (the path kept
+as it was): every upstream's health verdict, draining flag and in-flight count (also of
+services a reload removed, until they have drained), and each service's latency histogram, as
+plain numbers. It is asked for only while a replica warms or drains and once per control
+period, and one answer serves every caller for `FRESH` seconds. Merged: an upstream is healthy
+when every gateway process says so, draining when one does; in-flight counts and histograms
+are summed (a gateway process's counts restart with it)."""
 
 from __future__ import annotations
 
@@ -30,17 +32,17 @@ if TYPE_CHECKING:  # handed in by the process wiring, which imports scaling, not
     from surge.gateway.server import Gateway
     from surge.gateway.workers import Master
 
-log = logging.getLogger("surge.workers")
+log = logging.getLogger("surge.workers")  # as users know the master's log lines
 
 STATE_PATH = "/api/worker/state"
-FRESH = 0.05  # seconds one reading of the workers serves every caller
-WORKERS_ROUTE = "workers"  # the route label of the merged histograms
+FRESH = 0.05  # seconds one reading of the gateway processes serves every caller
+MERGED_ROUTE = "workers"  # the route label of the merged histograms
 
 
-# -- the worker side -------------------------------------------------------------------------------
+# -- the gateway process side ----------------------------------------------------------------------
 
-def worker_state(gateway: Gateway) -> dict[str, Any]:
-    """What one worker's gateway reports to the master."""
+def gateway_state(gateway: Gateway) -> dict[str, Any]:
+    """What one gateway process reports to the master."""
     names = {*gateway.snapshot.services, *(r.name for r in gateway.retired)}
     buckets: dict[str, list[int]] = {}
     for (_, service), route in list(gateway.stats.routes.items()):
@@ -52,26 +54,27 @@ def worker_state(gateway: Gateway) -> dict[str, Any]:
                           for name in names}}
 
 
-def register_worker_routes(router: Router, gateway: Gateway) -> None:
-    """`GET /api/worker/state` on a worker's private admin API."""
+def register_state_route(router: Router, gateway: Gateway) -> None:
+    """`GET /api/worker/state` on a gateway process's private admin API."""
 
     def state(request: Request) -> Response:
-        return json_response(worker_state(gateway))
+        return json_response(gateway_state(gateway))
 
     router.add("GET", STATE_PATH, state)
 
 
 # -- the master side -------------------------------------------------------------------------------
 
-class WorkersMembership(Membership):
-    """The master's workers, as one gateway to the supervisor and the loop. `master` fans
-    `add_upstream` and `remove_upstream` out, and lists the `admin_ports()` of live workers."""
+class MasterMembership(Membership):
+    """The master's gateway processes, as one gateway to the supervisor and the loop. `master`
+    fans `add_upstream` and `remove_upstream` out, and lists the `admin_ports()` of the live
+    gateway processes."""
 
     def __init__(self, master: Master | None, now: Any = time.monotonic) -> None:
         super().__init__(master)
         self.master = master
         self.now = now
-        self.merged = GatewayStats()  # every worker's histograms, added up
+        self.merged = GatewayStats()  # every gateway process's histograms, added up
         self.stats = self.merged
         self.counted: dict[tuple[int, int], dict[str, list[int]]] = {}  # (port, pid) -> seen
         self.states: dict[int, dict[str, Any]] = {}  # admin port -> its last state
@@ -84,7 +87,7 @@ class WorkersMembership(Membership):
                                 for s in self.states.values()])
 
     async def refresh(self) -> None:
-        """Read every live worker's state, unless a reading is fresh or under way."""
+        """Read every live gateway process's state, unless a reading is fresh or under way."""
         if self.reading is None and self.now() - self.read_at >= FRESH:
             self.reading = asyncio.get_running_loop().create_task(self._read())
         if self.reading is not None:
@@ -109,22 +112,22 @@ class WorkersMembership(Membership):
             self.reading = None
 
     def count(self, port: int, state: dict[str, Any]) -> None:
-        """Add what a worker served since its last reading to the merged histograms."""
+        """Add what a gateway process served since its last reading to the merged histograms."""
         key = (port, int(state.get("pid", 0)))
         seen = self.counted.setdefault(key, {})
         for service, buckets in state.get("buckets", {}).items():
             before = seen.get(service, [0] * len(buckets))
-            merged = self.merged.route(WORKERS_ROUTE, service).buckets
+            merged = self.merged.route(MERGED_ROUTE, service).buckets
             for i, (now, then) in enumerate(zip(buckets, before, strict=True)):
                 merged[i] += max(now - then, 0)
             seen[service] = buckets
         for gone in [k for k in self.counted if k[0] == port and k != key]:
-            del self.counted[gone]  # that worker was replaced: its successor counts from zero
+            del self.counted[gone]  # a replaced gateway process: its successor counts from 0
 
 
 def merge_upstreams(views: list[dict[str, list[Any]]]) -> dict[str, UpstreamState]:
-    """One upstream state per address from the workers' views: healthy only when every worker
-    that answered has it healthy, draining when any drains it, in-flight summed."""
+    """One upstream state per address from the gateway processes' views: healthy only when
+    every one that answered has it healthy, draining when any drains it, in-flight summed."""
     merged: dict[str, UpstreamState] = {}
     for address in {a for view in views for a in view}:
         states = [view.get(address) for view in views]

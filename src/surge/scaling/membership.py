@@ -4,7 +4,7 @@ in-flight count, and the route counters that give a service's rate and p95.
 
 `GatewayMembership` is the gateway of this process (`workers: 1`); `NoGateway` serves
 supervisors of job workers only; the master of `workers: N` has its own (`master.py`), which
-speaks to every worker. No lifecycle decisions here: the supervisor makes them."""
+speaks to every gateway process. No lifecycle decisions here: the supervisor makes them."""
 
 from __future__ import annotations
 

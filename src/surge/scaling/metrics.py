@@ -15,7 +15,7 @@ import psutil
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from surge.observe.metrics import BUCKETS, GatewayStats
-from surge.scaling.replica import ReplicaState
+from surge.scaling.lifecycle import ProcessState
 
 EVENTS_KEPT = 100
 
@@ -129,7 +129,7 @@ class ScalingCollector:
                                     "service is restarting in a crash loop", labels=["service"])
         for name, group in self.supervisor.groups.items():
             counts = Counter(str(r.state) for r in group.replicas.values())
-            for state in ReplicaState:
+            for state in ProcessState:
                 replicas.add_metric([name, str(state)], counts.get(str(state), 0))
             looping.add_metric([name], int(any(r.crash_looping
                                                for r in group.replicas.values())))

@@ -12,7 +12,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from surge.errors import ClientError, SurgeError
-from surge.scaling.replica import ReplicaState
+from surge.scaling.lifecycle import ProcessState
 
 if TYPE_CHECKING:
     from surge.scaling.groups import Group, Slot
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("surge.supervisor")
 
-S = ReplicaState
+S = ProcessState
 POLL = 0.05
 
 

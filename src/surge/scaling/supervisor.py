@@ -22,14 +22,15 @@ from surge.errors import NotFound
 from surge.gateway.run import free_ports
 from surge.scaling import process as proc
 from surge.scaling.groups import Group, GroupSpec, Slot, pick_victims
+from surge.scaling.lifecycle import LIVE, ProcessState
 from surge.scaling.membership import Membership
 from surge.scaling.metrics import EventLog
-from surge.scaling.replica import LIVE, Replica, ReplicaState
+from surge.scaling.replica import Replica
 from surge.scaling.rolling import start_rolling_restart
 
 log = logging.getLogger("surge.supervisor")
 
-S = ReplicaState
+S = ProcessState
 POLL = 0.05            # how often a slot looks at its process, health and drain
 START_TIMEOUT = 60.0   # a replica not healthy by then is killed and counts as a failure
 STOP_GRACE = 10.0      # SIGTERM to SIGKILL
@@ -152,9 +153,9 @@ class Supervisor:
             group.replicas.pop(replica.name, None)
 
     async def _guarded_life(self, group: Group, slot: Slot) -> int | None:
-        """`_life`, where a failure once the process runs (a gateway worker that did not answer
-        the join, say) counts as a crash: the process is stopped, and started again after the
-        backoff unless the slot was retiring anyway."""
+        """`_life`, where a failure once the process runs (a gateway process of `workers: N`
+        that did not answer the join, say) counts as a crash: the process is stopped, and
+        started again after the backoff unless the slot was retiring anyway."""
         try:
             return await self._life(group, slot)
         except Exception:

@@ -220,7 +220,7 @@ class ServiceRuntime:
         if kind == "ip":
             return ex.client.ip.decode()
         if kind == "path":
-            return ex.target.partition(b"?")[0].decode("latin-1")
+            return ex.path  # normalised: two spellings of one path go to one upstream
         wanted = self.hash_arg.lower().encode()
         if kind == "header":
             for name, value in ex.headers:
