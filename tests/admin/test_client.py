@@ -57,6 +57,10 @@ def test_a_problem_read_back_is_passed_on_as_it_was(error: SurgeError) -> None:
     with pytest.raises(SurgeError) as raised:
         raise_for_problem(error.problem.status, error.document())
     assert raised.value.problem is error.problem
+    # and of the kind callers catch: `Membership.leave` expects a NotFound for a member gone
+    status = error.problem.status
+    kind = NotFound if status == 404 else ClientError if status < 500 else SurgeError
+    assert isinstance(raised.value, kind)
     passed_on = json.loads(error_response(raised.value).body)
     assert passed_on == json.loads(error.document())
 

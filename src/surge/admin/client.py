@@ -7,7 +7,7 @@ import asyncio
 import json
 from typing import Any
 
-from surge.errors import ConfigError, SurgeError
+from surge.errors import ClientError, ConfigError, NotFound, SurgeError
 from surge.observe.problem import BAD_REQUEST, INTERNAL, NOT_FOUND, by_uri
 
 
@@ -57,4 +57,7 @@ def raise_for_problem(status: int, content: bytes) -> None:
     problem = by_uri(str(doc.get("type", "")))
     if problem is None:  # not one of ours (a proxy in between?): judged by its status
         problem = NOT_FOUND if status == 404 else BAD_REQUEST if status < 500 else INTERNAL
-    raise SurgeError(detail, problem=problem)
+    # The class by status, as callers catch it (a member already gone is a NotFound that
+    # `Membership.leave` expects under `workers: N`); the problem as the process answered.
+    kind = NotFound if status == 404 else ClientError if status < 500 else SurgeError
+    raise kind(detail, problem=problem)
