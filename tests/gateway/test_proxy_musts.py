@@ -45,6 +45,14 @@ SCRIPT = {
 }
 
 
+def _content_length(head: bytes) -> int:
+    for line in head.lower().split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name == b"content-length":
+            return int(value)
+    return 0
+
+
 class ScriptedUpstream(RawUpstream):
     """A keep-alive raw server answering each request head from SCRIPT; it counts the requests
     each path got, and sends `slow-after-hints` its 200 half a second after its 103."""
@@ -61,9 +69,11 @@ class ScriptedUpstream(RawUpstream):
                 while data := conn.recv(65536):
                     pending += data
                     while b"\r\n\r\n" in pending:
-                        head, _, pending = pending.partition(b"\r\n\r\n")
-                        if b"content-length: " in head.lower():
-                            pending = b""  # the bodies sent here are short: all arrived
+                        head, _, rest = pending.partition(b"\r\n\r\n")
+                        length = _content_length(head)
+                        if len(rest) < length:
+                            break  # answer once the body is in, as a server reading it would
+                        pending = rest[length:]
                         key = head.split(b" ", 2)[1].decode().rsplit("/", 1)[-1]
                         self.seen[key] = self.seen.get(key, 0) + 1
                         conn.sendall(SCRIPT.get(key, OK))
