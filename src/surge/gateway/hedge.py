@@ -10,10 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from surge.gateway import recovery
+from surge.upstreams.caller import Caller
 
 if TYPE_CHECKING:
     from surge.gateway.exchange import Exchange
-    from surge.gateway.headers import ResponseHead
+    from surge.http.headers import ResponseHead
     from surge.upstreams.connection import UpstreamConnection
     from surge.upstreams.upstream import Upstream
 
@@ -22,16 +23,15 @@ P95_SAMPLES = 20
 P95_FALLBACK = 0.1
 
 
-class HedgeLeg:
-    __slots__ = ("ex", "upstream", "conn", "cancelled", "client")
-    upgrade = None  # hedged requests never ask for an upgrade
+class HedgeLeg(Caller):
+    __slots__ = ("ex", "upstream", "conn")  # hedged requests never ask for an upgrade
 
     def __init__(self, ex: Exchange, upstream: Upstream) -> None:
         self.ex = ex
         self.upstream = upstream
         self.conn: UpstreamConnection | None = None
         self.cancelled = False
-        self.client = ex.client  # the connection batches the client's writes through it
+        self.downstream = ex.client  # the connection batches the client's writes through it
 
     # -- the pool's side -------------------------------------------------------------------------
 
@@ -56,8 +56,7 @@ class HedgeLeg:
         self.ex.hedge_answered(self, status, head)
 
     # A leg hands its connection to the exchange at the response head, and never asks for an
-    # upgrade: what follows a head is the exchange's. Defined so that the connection's calls
-    # type-check (and, compiled, are direct calls rather than lookups by name).
+    # upgrade: what follows a head is the exchange's.
     def response_body(self, data: bytes) -> None:
         raise AssertionError("a hedge leg got a response body after its head")
 

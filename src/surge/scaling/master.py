@@ -1,4 +1,4 @@
-"""Supervised replicas under `gateway.workers: N`: the master (`gateway/workers.py`, the one
+"""Supervised replicas under `gateway.workers: N`: the master (`app/workers.py`, the one
 master there is) runs the one supervisor and the one autoscaler loop, and its N gateway
 processes behave to them as one gateway: `MasterMembership`.
 

@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING
 from surge.upstreams.connection import UpstreamConnection
 
 if TYPE_CHECKING:
-    from surge.gateway.exchange import Exchange
-    from surge.gateway.headers import ResponseHead
-    from surge.gateway.hedge import HedgeLeg
+    from surge.http.headers import ResponseHead
+    from surge.upstreams.caller import Caller
     from surge.upstreams.service import ServiceRuntime
     from surge.upstreams.upstream import Upstream
 
@@ -35,7 +34,7 @@ class Pool:
         self.idle: list[UpstreamConnection] = []   # LIFO: the warmest connection first
         self.conns: set[UpstreamConnection] = set()
         self.connecting = 0
-        self.waiters: deque[Exchange | HedgeLeg] = deque()
+        self.waiters: deque[Caller] = deque()
         self.closing = False
         self.last_head: ResponseHead | None = None  # the head last read on this pool
 
@@ -43,7 +42,7 @@ class Pool:
     def size(self) -> int:
         return len(self.conns) + self.connecting
 
-    def acquire(self, exchange: Exchange | HedgeLeg) -> None:
+    def acquire(self, exchange: Caller) -> None:
         """Give `exchange` a connection now, or later through `exchange.attach`."""
         idle = self.idle
         while idle:
@@ -101,7 +100,7 @@ class Pool:
             if waiter is not None:
                 waiter.overloaded("upstream_removed")
 
-    def _next_waiter(self) -> Exchange | HedgeLeg | None:
+    def _next_waiter(self) -> Caller | None:
         while self.waiters:
             waiter = self.waiters.popleft()
             self.service.pending -= 1
@@ -109,11 +108,11 @@ class Pool:
                 return waiter
         return None
 
-    def _open(self, exchange: Exchange | HedgeLeg) -> None:
+    def _open(self, exchange: Caller) -> None:
         self.connecting += 1
         self.loop.create_task(self._connect(exchange))
 
-    async def _connect(self, exchange: Exchange | HedgeLeg) -> None:
+    async def _connect(self, exchange: Caller) -> None:
         up = self.upstream
         try:
             _, conn = await asyncio.wait_for(
