@@ -22,7 +22,7 @@ import uvloop
 
 from surge.config import parse
 from surge.gateway.client import ClientConnection
-from surge.gateway.server import Gateway
+from surge.gateway.server import GatewayServer
 from surge.upstreams.connection import UpstreamConnection
 
 CONFIG = """
@@ -67,7 +67,7 @@ class MemoryTransport(asyncio.Transport):
 
 
 async def measure(requests: int, config: str = CONFIG) -> float:
-    gateway = Gateway(parse(config))
+    gateway = GatewayServer(parse(config))
     service = gateway.snapshot.services["app"]
     upstream = next(iter(service.upstreams.values()))
     conn = UpstreamConnection(upstream.pool)

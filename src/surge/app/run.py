@@ -20,7 +20,7 @@ from surge.admin.server import AdminServer
 from surge.config import Config, load
 from surge.errors import ConfigError
 from surge.gateway.ratelimit import register_routes as register_rate_limit_routes
-from surge.gateway.server import Gateway
+from surge.gateway.server import GatewayServer
 from surge.jobs.gateway import JobsView
 from surge.masking import mask_credentials
 
@@ -55,7 +55,7 @@ async def serve(config: Config, path: Path | None, *, reuse_port: bool = False,
     process of `workers: N`) runs no replicas (its master does), starts with the upstreams its
     master hands it, and tells the master its state."""
     loop = asyncio.get_running_loop()
-    gateway = Gateway(config, path, reuse_port=reuse_port)
+    gateway = GatewayServer(config, path, reuse_port=reuse_port)
     if under_master:
         gateway.follow_admin_changes(json.loads(os.environ.get(UPSTREAMS_ENV) or "{}"))
     await gateway.start()
@@ -106,7 +106,7 @@ async def serve(config: Config, path: Path | None, *, reuse_port: bool = False,
 
 async def reload(control: Any) -> None:
     """SIGHUP: re-read the file; an invalid one is refused and the old config keeps serving.
-    `control` is the Gateway, or the master of `workers: N`."""
+    `control` is the GatewayServer, or the master of `workers: N`."""
     try:
         await control.reload()
     except ConfigError as exc:

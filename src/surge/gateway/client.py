@@ -24,7 +24,7 @@ from surge.http.headers import connection_tokens
 from surge.observe.problem import problem_document, problem_response
 
 if TYPE_CHECKING:
-    from surge.gateway.server import Gateway
+    from surge.gateway.server import GatewayServer
     from surge.upstreams.connection import UpstreamConnection
 
 log: Final = logging.getLogger("surge.gateway")
@@ -66,7 +66,7 @@ class ClientConnection(Downstream):
         "host_ok",
     )
 
-    def __init__(self, gw: Gateway) -> None:
+    def __init__(self, gw: GatewayServer) -> None:
         super().__init__()
         self.gw = gw
         self.parser = httptools.HttpRequestParser(self)

@@ -40,7 +40,7 @@ class ReloadFollower(Protocol):
     async def reconcile(self, config: Config) -> None: ...
 
 
-class Gateway:
+class GatewayServer:
     def __init__(self, config: Config, path: str | Path | None = None, *,
                  reuse_port: bool = False) -> None:
         self.path = Path(path) if path is not None else None

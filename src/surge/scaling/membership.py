@@ -25,7 +25,7 @@ class UpstreamState:
 
 
 class Membership(ABC):
-    """Replicas join and leave through `control`, what the admin API drives (the Gateway, or
+    """Replicas join and leave through `control`, what the admin API drives (the GatewayServer, or
     the master of `workers: N`), with the same `add_upstream` and `remove_upstream`."""
 
     stats: GatewayStats | None = None  # route counters (ServiceTraffic reads them)
@@ -58,7 +58,7 @@ class Membership(ABC):
 
 
 class GatewayMembership(Membership):
-    """The `Gateway` running in this process."""
+    """The `GatewayServer` running in this process."""
 
     def __init__(self, gateway: Any) -> None:
         super().__init__(gateway)
@@ -85,7 +85,7 @@ class NoGateway(Membership):
 
 
 def upstream_states(gateway: Any, service: str) -> dict[str, UpstreamState]:
-    """The upstreams of `service` in a Gateway: its current runtime's, else those of a removed
+    """The upstreams of `service` in a GatewayServer: its current runtime's, else those of a removed
     service still draining."""
     runtimes = [r for r in gateway.retired if r.name == service]
     current = gateway.snapshot.services.get(service)
