@@ -89,6 +89,7 @@ class Exchange(Caller):
     extra_headers = b""  # response header lines added by policies, each ending in CRLF
 
     def __init__(self, client: ClientConnection, started: float) -> None:
+        # `downstream` (the Caller's) is the same connection, as the upstream side knows it.
         self.client = self.downstream = client
         self.started = started
         self.headers: list[tuple[bytes, bytes]] = []

@@ -24,7 +24,7 @@ P95_FALLBACK = 0.1
 
 
 class HedgeLeg(Caller):
-    __slots__ = ("ex", "upstream", "conn")  # hedged requests never ask for an upgrade
+    __slots__ = ("ex", "upstream", "conn")  # `upgrade` stays None: a hedge never asks for one
 
     def __init__(self, ex: Exchange, upstream: Upstream) -> None:
         self.ex = ex
