@@ -22,9 +22,11 @@ import sys
 from setuptools import setup
 from mypyc.build import mypycify
 
+# -O2, not mypyc's default -O3: the same instructions per proxied request
+# (bench/instructions.py: 25,857 against 25,864) for about 20% less compile time.
 setup(name="surge-data-path", ext_modules=mypycify(
     ["--ignore-missing-imports", *sys.argv.pop(1).split(",")],
-    opt_level="3", target_dir=sys.argv.pop(1)))
+    opt_level="2", target_dir=sys.argv.pop(1)))
 """
 
 

@@ -10,11 +10,12 @@ timeit runs, call overhead included (the gateway pays it too)."""
 from __future__ import annotations
 
 import argparse
-import platform
 import random
 import sys
 import timeit
 from datetime import UTC, datetime
+
+from machine import describe  # bench/machine.py, beside this script
 
 from surge.upstreams.balancers import BALANCERS, make_balancer
 from surge.upstreams.upstream import Upstream
@@ -41,8 +42,7 @@ def main() -> None:
     parser.add_argument("--number", type=int, default=50_000)
     args = parser.parse_args()
     print(f"# {' '.join(['.venv/bin/python', *sys.argv])}")
-    print(f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, Python {platform.python_version()}, "
-          f"{platform.machine()} {platform.processor() or ''}".rstrip())
+    print(f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {describe()}")
     print(f"{'balancer':<12} {'upstreams':>9} {'ns/pick':>8} {'ns/retry pick':>14}")
     for n in (3, 30):
         rng = random.Random(42)

@@ -24,8 +24,6 @@ import asyncio
 import contextlib
 import datetime
 import multiprocessing
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -35,6 +33,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the chaos harness the integration tests use
+
+from machine import describe  # noqa: E402  (bench/machine.py)
 
 from support.chaos.harness import SCENARIOS, ScenarioReport, run_scenario  # noqa: E402
 from support.chaos.load import AsyncMixedLoad  # noqa: E402
@@ -157,8 +157,7 @@ def main() -> int:
 
 def print_table(reports: list[ScenarioReport], command: str) -> None:
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    print(f"\n{when}, {platform.machine()}, {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}; `.venv/bin/python {command}`\n")
+    print(f"\n{when}, {describe()}; `.venv/bin/python {command}`\n")
     print("```\n" + ScenarioReport.HEADER)
     for report in reports:
         print(report.row())

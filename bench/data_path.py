@@ -19,6 +19,7 @@ import gc
 import time
 
 import uvloop
+from machine import describe  # bench/machine.py, beside this script
 
 from surge.config import parse
 from surge.gateway.client import ClientConnection
@@ -105,6 +106,7 @@ def main() -> None:
               "bench/proxy.py --rate-limit, system calls included)")
     flag = " --rate-limit" if args.rate_limit else ""
     print(f"command: .venv/bin/python bench/data_path.py --requests {args.requests}{flag}")
+    print(f"machine: {describe()}")
 
 
 if __name__ == "__main__":

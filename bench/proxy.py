@@ -21,6 +21,12 @@ load, so it measures the check, not rejections) and prints its cost over plain S
 `--source` also runs Surge with its data path from source rather than compiled by mypyc
 (`SURGE_PURE_PYTHON=1`, row `surge-source`).
 
+Every run ends with the machine it ran on: CPU model, cores, L1d/L1i/L2/L3 sizes, kernel,
+Python, nginx and wrk versions (`bench/machine.py`, read from sysfs), since the same VM type
+name has given nginx 12 us and 25 us per request. Counts that timing cannot give on a shared
+machine (system calls, wake-ups, instructions, simulated cache misses per request) come from
+`bench/proxy_counters.py`, which needs `perf` and valgrind besides.
+
 Needs nginx, wrk and taskset: when nginx or wrk is missing the script installs them from
 Debian's packages (`apt-get install -y nginx-light wrk`, falling back to `nginx`), which
 needs root. Each run works in its own bench/.work/proxy-*/, removed at the end; every child
@@ -32,7 +38,6 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import platform
 import re
 import shutil
 import signal
@@ -50,6 +55,8 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the process helpers the integration tests use
+
+from machine import describe  # noqa: E402  (bench/machine.py, beside this script)
 
 from support.processes import (  # noqa: E402
     ManagedProcess,
@@ -255,13 +262,9 @@ def bench_surge(args: argparse.Namespace, workdir: Path, upstream_port: int,
 
 
 def machine() -> str:
-    model = next((line.split(":", 1)[1].strip()
-                  for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
     nginx = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
     wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
-    return (f"{model}, {os.cpu_count()} cores, Linux {platform.release()}, "
-            f"Python {platform.python_version()}, {nginx.removeprefix('nginx version: ')}, "
+    return (f"{describe()}, {nginx.removeprefix('nginx version: ')}, "
             f"{' '.join(wrk.split()[:2])}")
 
 

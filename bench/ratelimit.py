@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import platform
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -23,6 +22,7 @@ import redis
 from limits import parse, storage, strategies
 from limits.aio import storage as aio_storage
 from limits.aio import strategies as aio_strategies
+from machine import describe  # bench/machine.py, beside this script
 
 from surge.ratelimit.limiter import Limiter
 from surge.ratelimit.settings import RateLimitSettings
@@ -201,8 +201,8 @@ def main() -> int:
     parser.add_argument("--no-redis", action="store_true", help="in-process figures only")
     args = parser.parse_args()
     print(f"# {' '.join(sys.argv)}")
-    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.processor() or ''}"
-          f" python {platform.python_version()}, limits {limits.__version__}, "
+    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {describe()}, "
+          f"limits {limits.__version__}, "
           f"redis-py {redis.__version__}, rate {RATE}")
     for round_ in range(1, args.rounds + 1):
         print(f"## round {round_}")

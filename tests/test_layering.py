@@ -23,6 +23,7 @@ PURE_CORES = (
     "surge.routing",
     "surge.upstreams.balancers",
     "surge.upstreams.health",
+    "surge.upstreams.idle_close",
     "surge.upstreams.outlier",
     "surge.upstreams.retry",
     "surge.ratelimit.algorithms",

@@ -105,7 +105,15 @@ VECTORS = [
     Vector("host-with-a-path", b"GET /name HTTP/1.1\r\nHost: t/admin\r\n\r\n",
            reason="invalid_host"),
     # Targets, methods and versions the gateway does not serve.
-    Vector("absolute-form-target", b"GET http://evil/name HTTP/1.1\r\nHost: t\r\n\r\n",
+    # An absolute-form target is served when it names the Host (test_proxy_musts.py); one
+    # naming another host would say two things about where the request goes.
+    Vector("absolute-form-naming-another-host",
+           b"GET http://evil/name HTTP/1.1\r\nHost: t\r\n\r\n",
+           reason="invalid_target", closes=False),
+    Vector("absolute-form-naming-another-port",
+           b"GET http://t:8080/name HTTP/1.1\r\nHost: t\r\n\r\n",
+           reason="invalid_target", closes=False),
+    Vector("asterisk-form-target", b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n",
            reason="invalid_target", closes=False),
     Vector("connect", b"CONNECT evil:443 HTTP/1.1\r\nHost: evil:443\r\n\r\n",
            501, "method_not_implemented"),

@@ -3,7 +3,8 @@
 Run it as `PYTHONPATH=tests python -m support.upstream_app --port N --name a` (or through
 `python -m uvicorn support.upstream_app:app` with `UPSTREAM_NAME` set). Tests steer it through
 the environment: `UPSTREAM_SICK_FILE` (while that file exists `/healthz` answers 503) and
-`UPSTREAM_RECORD_FILE` (where `POST /record` appends one JSON line per delivery).
+`UPSTREAM_RECORD_FILE` (where `POST /record` appends one JSON line per delivery);
+`UPSTREAM_KEEP_ALIVE` sets uvicorn's `timeout_keep_alive` in seconds (its default is 5).
 
 Endpoints (every response carries `X-Upstream-Name`):
   GET /healthz        200 `ok`, or 503 `sick`
@@ -13,7 +14,9 @@ Endpoints (every response carries `X-Upstream-Name`):
   GET /slow?ms=N      waits N ms, then 200 `slow`
   GET /status/N       answers with status N
   GET /headers        the received headers as a JSON object (repeated names joined by ", ")
-  POST /record        appends {"name", "request_id", "body"} to the record file
+  POST /record        appends {"name", "request_id", "body", "peer"} to the record file and
+                      answers `X-Upstream-Peer` (the connection's client address: a reused
+                      connection is recognised by it)
   WS  /ws             echoes every text and binary message
 Only test code lives here: no Surge imports, so a broken gateway never breaks its upstream."""
 
@@ -128,10 +131,13 @@ async def headers(scope: Scope, receive: Receive, send: Send) -> None:
 
 async def record(scope: Scope, receive: Receive, send: Send) -> None:
     body = await _read_body(receive)
+    host, port = scope.get("client") or ("-", 0)
+    peer = f"{host}:{port}"
     line = json.dumps({
         "name": replica_name(),
         "request_id": (_header(scope, b"x-request-id") or b"").decode("latin-1"),
         "body": body.decode("utf-8", "replace"),
+        "peer": peer,
     }) + "\n"
     path = os.environ.get("UPSTREAM_RECORD_FILE")
     if not path:
@@ -143,7 +149,10 @@ async def record(scope: Scope, receive: Receive, send: Send) -> None:
         os.write(fd, line.encode())
     finally:
         os.close(fd)
-    await _respond(send, 200, b"recorded")
+    await send({"type": "http.response.start", "status": 200, "headers": [
+        (b"content-type", b"text/plain"), (b"x-upstream-name", replica_name().encode()),
+        (b"x-upstream-peer", peer.encode()), (b"content-length", b"8")]})
+    await send({"type": "http.response.body", "body": b"recorded"})
 
 
 async def websocket_echo(scope: Scope, receive: Receive, send: Send) -> None:
@@ -233,8 +242,13 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["UPSTREAM_NAME"] = args.name
     import uvicorn
 
+    keep_alive = float(os.environ.get("UPSTREAM_KEEP_ALIVE", "5"))
     uvicorn.run(app, host=args.host, port=args.port, loop="uvloop", http="httptools",
-                log_level="warning", lifespan="on")
+                log_level="warning", lifespan="on",
+                # The connection's own address in scope["client"] (for `peer`), not the one
+                # the gateway's X-Forwarded-For names.
+                proxy_headers=False,
+                timeout_keep_alive=keep_alive)  # type: ignore[arg-type]  # a float works
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -20,6 +21,7 @@ from urllib.parse import parse_qs
 import httptools
 
 from surge.errors import BodyTooLarge, ClientError, HeaderTooLarge, SurgeError
+from surge.http.headers import DATE
 from surge.masking import mask_credentials
 from surge.observe.problem import CONTENT_TYPE as PROBLEM_CONTENT_TYPE
 from surge.observe.problem import error_document, problem_document, problem_response
@@ -78,6 +80,7 @@ class Response:
         """The response bytes; `head_only` (a HEAD request) keeps Content-Length, drops the body."""
         lines = [
             f"HTTP/1.1 {self.status} {HTTPStatus(self.status).phrase}",
+            DATE.tick(time.time())[:-2].decode(),
             f"Content-Type: {self.content_type}",
             f"Content-Length: {len(self.body)}",
         ]

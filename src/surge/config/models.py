@@ -56,7 +56,8 @@ class Timeouts(SurgeModel):
     upstream_body: Duration = Field(default=30.0, gt=0)
     """Longest pause in an upstream's response body; the response is cut off."""
     idle: Duration = Field(default=75.0, gt=0)
-    """Keep-alive idle time, client and upstream side."""
+    """Keep-alive idle time, client and upstream side; an upstream known to close idle
+    connections sooner has them closed before it would (see architecture.md, Connect)."""
 
 
 class Paths(SurgeModel):

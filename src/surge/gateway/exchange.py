@@ -87,6 +87,7 @@ class Exchange(Caller):
     hedge: HedgeLeg | None = None  # the second copy of a hedged request, while it runs
     hedge_timer: asyncio.TimerHandle | None = None
     extra_headers = b""  # response header lines added by policies, each ending in CRLF
+    informed = False  # a 1xx was forwarded: the client acts on this upstream's answer
 
     def __init__(self, client: ClientConnection, started: float) -> None:
         # `downstream` (the Caller's) is the same connection, as the upstream side knows it.
@@ -110,9 +111,12 @@ class Exchange(Caller):
         self.counted = True
         target = self.target
         if not target or target[0] != 47:  # b"/"
-            self.fail(400, "bad-request", "only origin-form request targets are accepted",
-                      "invalid_target")
-            return
+            origin = h.origin_form(target, self.host)
+            if origin is None:
+                self.fail(400, "bad-request", "the request target must be origin-form, or "
+                          "absolute-form naming the Host header's authority", "invalid_target")
+                return
+            target = origin  # routed on, and forwarded as, its origin-form
         # Read as latin-1 text (one character per byte), as the route table reads it: `in`
         # on text is one plain C call, where bytes' `in` first tries its operand as an int and
         # clears a TypeError when it is not (an exception per request).
@@ -241,14 +245,14 @@ class Exchange(Caller):
         """Pick an upstream (not one this request already tried) and ask its pool for a
         connection; `attach` follows, now or later."""
         service = self.service
-        gw = self.client.gw
+        now = self.client.gw.now()
         up = service.sticky_pick(self.cookie) if service.sticky_cookie else None
         if up is not None:
             self.sticky_hit = True
         else:
             key = (service.hash_key(self.client.ip, self.path, self.headers, self.cookie)
                    if service.hashing else None)
-            up = service.balancer.pick(gw.now(), key, self.tried)
+            up = service.balancer.pick(now, key, self.tried)
         if up is None:
             if self.tried:
                 self.fail(502, "bad-gateway", "no upstream of service "
@@ -263,11 +267,23 @@ class Exchange(Caller):
         self.holding = True
         self.tried += (up,)
         up.inflight += 1
-        idle = up.pool.idle
-        if idle and not idle[-1].closed:
-            self.attach(idle.pop())  # the common case, without the pool's general path
-        else:
-            up.pool.acquire(self)
+        pool = up.pool
+        idle = pool.idle
+        if idle:
+            # The common case, without the pool's general path: the warmest idle connection,
+            # used recently enough to be known alive (what else may go where: `Pool.acquire`).
+            conn = idle[-1]
+            if now - conn.idle_since < pool.reuse_within and not conn.closed:
+                idle.pop()
+                self.attach(conn)
+                return
+        pool.acquire(self, now)
+
+    def replayable(self) -> bool:
+        """Whether this request, lost on its way up, could be sent again (its body, if any,
+        known to fit the replay buffer): then it may take a connection idle long enough to be
+        closing, since losing that race costs a retry, not the request."""
+        return recovery.replayable(self) and not self.chunked and self.length <= REPLAY_BUFFER
 
     def attach(self, conn: UpstreamConnection) -> None:
         if self.cancelled:
@@ -382,6 +398,8 @@ class Exchange(Caller):
             extra = b"%sConnection: close\r\n" % extra
         elif not self.http11:
             extra = b"%sConnection: keep-alive\r\n" % extra
+        if not head.dated:
+            extra = b"%s%s" % (extra, h.DATE.line)
         client.write(b"%s%s\r\n%s\r\n" % (head.status_line(status), self.request_id, extra))
         if self.method == b"HEAD" and status != 101:
             # httptools cannot be told a HEAD answer has no body: finish here and never
@@ -392,6 +410,24 @@ class Exchange(Caller):
                 conn.close()
             self.conn = None
             self.finish(True)
+
+    def forwards_interim(self, status: int) -> bool:
+        """Whether a 1xx answer (101 aside) goes to the client: not an upstream's 100, as
+        Surge never forwards Expect and answered it itself; never to an HTTP/1.0 client,
+        which knows no 1xx (RFC 9110 15.2); not once the request is answered."""
+        return status != 100 and self.http11 and not self.status and not self.responded
+
+    def interim(self, status: int, raw: bytes) -> None:
+        """A 1xx answer before the final one (103 Early Hints), forwarded at once, hop-by-hop
+        lines cut. From then on the request is neither retried nor hedged: the client has
+        begun to act on this upstream's answer, which another could contradict."""
+        if not self.forwards_interim(status):
+            return
+        if self.hedge_timer is not None or self.hedge is not None:
+            self.end_hedge()
+        self.informed = True
+        head = h.ResponseHead(raw)
+        self.client.write(b"HTTP/1.1 %d %s%s\r\n\r\n" % (status, head.reason, head.block))
 
     def response_body(self, data: bytes) -> None:
         if self.status == 0:
@@ -456,11 +492,20 @@ class Exchange(Caller):
         leg = self.hedge = HedgeLeg(self, up)
         self.tried += (up,)
         up.inflight += 1
-        up.pool.acquire(leg)  # a leg stands in for the exchange
+        up.pool.acquire(leg, self.client.gw.now())  # a leg stands in for the exchange
 
     def hedge_answered(self, leg: HedgeLeg, status: int, head: ResponseHead) -> None:
-        """The second copy's answer began first: it becomes the exchange's, the first is
-        cancelled (no verdict on its upstream: slower is not failed)."""
+        self.take_leg(leg)
+        self.response_head(status, head)
+
+    def hedge_informed(self, leg: HedgeLeg, status: int, raw: bytes) -> None:
+        self.take_leg(leg)
+        self.interim(status, raw)
+
+    def take_leg(self, leg: HedgeLeg) -> None:
+        """The second copy's answer (final or forwarded 1xx) began first: it becomes the
+        exchange's, the first is cancelled (no verdict on its upstream: slower is not
+        failed)."""
         self.hedge = None
         self.service.hedge_wins += 1
         primary = self.conn
@@ -475,7 +520,6 @@ class Exchange(Caller):
             conn.exchange = self
         self.upstream = leg.upstream
         self.holding = True
-        self.response_head(status, head)
 
     def end_hedge(self) -> None:
         timer, self.hedge_timer = self.hedge_timer, None

@@ -44,6 +44,9 @@ class HedgeLeg(Caller):
         ex = self.ex
         conn.transport.write(ex.head + b"".join(ex.body) if ex.body else ex.head)
 
+    def replayable(self) -> bool:
+        return True  # only a replayable request is hedged, and the exchange still holds it
+
     def connect_failed(self, exc: BaseException) -> None:
         self.drop(False)
 
@@ -54,6 +57,10 @@ class HedgeLeg(Caller):
 
     def response_head(self, status: int, head: ResponseHead) -> None:
         self.ex.hedge_answered(self, status, head)
+
+    def interim(self, status: int, raw: bytes) -> None:
+        if self.ex.forwards_interim(status):
+            self.ex.hedge_informed(self, status, raw)
 
     # A leg hands its connection to the exchange at the response head, and never asks for an
     # upgrade: what follows a head is the exchange's.

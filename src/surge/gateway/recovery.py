@@ -135,7 +135,10 @@ def past_deadline(ex: Exchange) -> None:
               "route_deadline")
 
 def replayable(ex: Exchange) -> bool:
-    return ex.replayable_body and (ex.method in IDEMPOTENT or ex.idempotency_key)
+    """Safe to send again (retry, hedge): idempotent, its body still held, and no 1xx of
+    this upstream's forwarded (the client may already act on it)."""
+    return (ex.replayable_body and not ex.informed
+            and (ex.method in IDEMPOTENT or ex.idempotency_key))
 
 def retry_or_fail(ex: Exchange, status: int, type_: str, detail: str, reason: str,
                   replay_safe: bool) -> None:

@@ -20,6 +20,7 @@ from surge.gateway.client import ClientConnection
 from surge.gateway.policy import RoutePolicy
 from surge.gateway.ratelimit import RateLimitCollector, RateLimiting, in_use, signature
 from surge.gateway.snapshot import Snapshot, build_snapshot
+from surge.http.headers import DATE
 from surge.observe.accesslog import AccessLog
 from surge.observe.metrics import GatewayCollector, GatewayStats
 from surge.upstreams.prober import Prober
@@ -186,6 +187,7 @@ class GatewayServer:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL)
             now = self.now()
+            DATE.tick(time.time())  # the Date line forwarded responses without one get
             for conn in list(self.connections):
                 try:
                     self.enforce(conn, now)
@@ -194,6 +196,7 @@ class GatewayServer:
                     conn.abort()
             if self.access_log is not None:
                 self.access_log.flush()
+            self.sweep_pools(now)
             tick += 1
             if tick % MAINTENANCE_EVERY == 0:
                 self.maintain(now)
@@ -210,17 +213,23 @@ class GatewayServer:
         else:
             ex.check_progress(now)
 
+    def sweep_pools(self, now: float) -> None:
+        """Close idle pooled connections past their time: the gateway's `timeouts.idle`, or
+        sooner where an upstream is known to close them (every tick, so that one is closed
+        within a tenth of a second of its limit, well inside the safety margin)."""
+        idle = self.idle_timeout
+        for service in [*self.snapshot.services.values(), *self.retired]:
+            for up in service.upstreams.values():
+                up.pool.sweep(now, idle)
+
     def maintain(self, now: float) -> None:
-        """Close idle pooled connections past their time; forget drained upstreams; keep
-        `hedge: {delay: p95}` routes' delays current."""
+        """Forget drained upstreams; keep retry budgets and `hedge: {delay: p95}` routes'
+        delays current."""
         for route in self.snapshot.routes.table.routes:
             route.source.refresh_hedge_delay()
-        idle = self.idle_timeout
         for service in [*self.snapshot.services.values(), *self.retired]:
             service.budget.tick(now, service.requests)
             service.decay_stale_latency()
-            for up in service.upstreams.values():
-                up.pool.sweep(now, idle)
             for up in service.drained():
                 log.info("service %s: upstream %s drained and removed", service.name,
                          up.address)

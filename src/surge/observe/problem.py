@@ -4,9 +4,11 @@ own answers and the admin API alike. Pure: builds bytes, sends nothing."""
 from __future__ import annotations
 
 import json
+import time
 from http import HTTPStatus
 
 from surge.errors import SurgeError
+from surge.http.headers import DATE
 
 PROBLEM_TYPE_BASE = "https://surge.dev/problems/"
 CONTENT_TYPE = b"application/problem+json"
@@ -40,10 +42,11 @@ def problem_response(
     *,
     close: bool = False,
 ) -> bytes:
-    """A whole HTTP/1.1 response carrying a problem document."""
+    """A whole HTTP/1.1 response carrying a problem document, dated."""
     reason = HTTPStatus(status).phrase.encode()
     lines = [
         b"HTTP/1.1 %d %s" % (status, reason),
+        DATE.tick(time.time())[:-2],
         b"Content-Type: " + CONTENT_TYPE,
         b"Content-Length: %d" % len(body),
     ]

@@ -27,6 +27,11 @@ class Caller:
         """`conn` is this caller's: send the request on it."""
         raise NotImplementedError
 
+    def replayable(self) -> bool:
+        """Whether the request could be sent again if lost on its way up: then it may take a
+        connection idle long enough to be closing."""
+        raise NotImplementedError
+
     def connect_failed(self, exc: BaseException) -> None:
         raise NotImplementedError
 
@@ -35,6 +40,10 @@ class Caller:
         raise NotImplementedError
 
     # -- the connection's side -------------------------------------------------------------------
+
+    def interim(self, status: int, raw: bytes) -> None:
+        """A 1xx answer before the final one (103 Early Hints)."""
+        raise NotImplementedError
 
     def response_head(self, status: int, head: ResponseHead) -> None:
         raise NotImplementedError

@@ -2,9 +2,10 @@
 each event to the exchange it currently serves. Knows nothing of clients; the exchange does.
 
 An idle connection closed by the upstream is noticed here (`connection_lost`) and leaves its
-pool at once, so it is never handed to a request. One that sends more than the answer asked
-for (bytes after a complete response) is closed, never reused: what follows would be taken
-for the answer to the next request on it."""
+pool at once, so it is never handed to a request; how long it had been idle teaches the pool
+when the upstream closes idle connections (as does a `Keep-Alive: timeout=` it sends). One
+that sends more than the answer asked for (bytes after a complete response) is closed, never
+reused: what follows would be taken for the answer to the next request on it."""
 
 from __future__ import annotations
 
@@ -92,6 +93,8 @@ class UpstreamConnection(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed and self.exchange is None and self.idle_since:
+            self.pool.closed_idle(self)  # the upstream closed it while idle
         self.closed = True
         self.pool.lost(self)
         exchange = self.exchange
@@ -127,7 +130,11 @@ class UpstreamConnection(asyncio.Protocol):
             head = None
         status = self.parser.get_status_code()
         if status < 200 and status != 101:
-            self.pending = raw[end + 4:]  # an interim answer (103): skipped, not forwarded
+            # An interim answer (103 Early Hints): the exchange decides whether to forward it.
+            # httptools calls this for each 1xx, then waits for the next head.
+            self.pending = raw[end + 4:]
+            if self.exchange is not None:
+                self.exchange.interim(status, raw[:end])
             return
         if status == 101 and self.exchange is not None and self.exchange.upgrade is None:
             # Tunnelled, the client's next requests would reach this upstream unrouted.
@@ -135,6 +142,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.pending = b""
         if head is None:
             head = self.pool.last_head = ResponseHead(raw[:end])
+            if head.keep_alive >= 0:
+                self.pool.advertised(head.keep_alive)
         self.head = head
         if self.exchange is not None:
             self.exchange.response_head(status, head)

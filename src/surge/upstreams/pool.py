@@ -1,6 +1,10 @@
 """The keep-alive connection pool of one upstream. Deciding which connection serves which
 request is synchronous (`acquire`, `release`, `lost`); only opening a connection awaits.
 
+Safe reuse: a request that could not be replayed after losing a connection goes only on one used
+within `reuse_within` (see `upstreams.idle_close`: learnt from the upstream's own idle closes),
+never on one idle long enough to be closing; the sweeper closes those before the upstream does.
+
 Limits: at most `max_connections` open or opening; requests beyond that wait in `waiters`,
 bounded per service by `max_pending` (the service counts them); past it -> overload (503)."""
 
@@ -12,6 +16,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from surge.upstreams.connection import UpstreamConnection
+from surge.upstreams.idle_close import IdleClose
 
 if TYPE_CHECKING:
     from surge.http.headers import ResponseHead
@@ -23,7 +28,7 @@ if TYPE_CHECKING:
 class Pool:
     __slots__ = (
         "upstream", "service", "loop", "max_connections", "idle", "conns", "connecting",
-        "waiters", "closing", "last_head",
+        "waiters", "closing", "last_head", "idle_close", "reuse_within",
     )
 
     def __init__(self, upstream: Upstream, service: ServiceRuntime) -> None:
@@ -37,19 +42,32 @@ class Pool:
         self.waiters: deque[Caller] = deque()
         self.closing = False
         self.last_head: ResponseHead | None = None  # the head last read on this pool
+        self.idle_close = IdleClose()
+        # Mirrors `idle_close.reuse_within`, read on every request: a native float here.
+        self.reuse_within = self.idle_close.reuse_within
 
     @property
     def size(self) -> int:
         return len(self.conns) + self.connecting
 
-    def acquire(self, exchange: Caller) -> None:
+    def acquire(self, exchange: Caller, now: float) -> None:
         """Give `exchange` a connection now, or later through `exchange.attach`."""
         idle = self.idle
         while idle:
-            conn = idle.pop()
-            if not conn.closed:
+            conn = idle[-1]
+            if conn.closed:
+                idle.pop()
+                continue
+            if now - conn.idle_since < self.reuse_within or exchange.replayable():
+                idle.pop()
                 exchange.attach(conn)
                 return
+            # The warmest is idle long enough to be closing (so are the rest), and this
+            # request could not be replayed if it met that close: a new connection, for which
+            # the stalest idle one makes room in a full pool.
+            if self.size >= self.max_connections:
+                idle[0].close()
+            break
         if self.size < self.max_connections:
             self._open(exchange)
         elif self.service.pending >= self.service.spec.max_pending:
@@ -84,10 +102,24 @@ class Pool:
                 if waiter is not None:
                     self._open(waiter)
 
+    def closed_idle(self, conn: UpstreamConnection) -> None:
+        """The upstream closed `conn` while it sat idle: learn when it does that."""
+        now = time.monotonic()
+        self.idle_close.closed_idle(now - conn.idle_since, now)
+        self.reuse_within = self.idle_close.reuse_within
+
+    def advertised(self, timeout: float) -> None:
+        """A response said `Keep-Alive: timeout=<timeout>`."""
+        self.idle_close.advertise(timeout)
+        self.reuse_within = self.idle_close.reuse_within
+
     def sweep(self, now: float, idle_timeout: float) -> None:
-        """Close connections idle for longer than `idle_timeout` (oldest sit at the bottom)."""
+        """Close connections idle for longer than `idle_timeout` or than the upstream keeps
+        them (oldest sit at the bottom)."""
+        limit = self.idle_close.review(now, idle_timeout)
+        self.reuse_within = self.idle_close.reuse_within
         idle = self.idle
-        while idle and now - idle[0].idle_since > idle_timeout:
+        while idle and now - idle[0].idle_since > limit:
             idle.pop(0).close()
 
     def close(self) -> None:
@@ -134,5 +166,5 @@ class Pool:
         return (
             f"<Pool {self.upstream.address} [Connections: {len(self.conns)} open, "
             f"{len(self.idle)} idle, {self.connecting} opening; Requests: "
-            f"{len(self.waiters)} queued]>"
+            f"{len(self.waiters)} queued; reuse within {self.reuse_within:g}s]>"
         )
