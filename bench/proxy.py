@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/proxy.py [--duration 15] [--connections 50] [--rounds 3]
                                     [--rate-limit] [--source] [--floor] [--only nginx|surge]
-                                    [--upstream-beside proxy|client]
+                                    [--upstream-beside proxy|client] [--before SRC]
 
 One nginx upstream answers a fixed `ok`. Then, in turn, (a) nginx as a reverse proxy (one
 worker, upstream keep-alive, no access log) and (b) `surge up` with a generated surge.yaml (one
@@ -19,7 +19,10 @@ the medians are reported, which evens out other work on a shared machine. `--rat
 runs Surge with `rate_limit: true` on the route (row `surge+rl`; one plan far above the offered
 load, so it measures the check, not rejections) and prints its cost over plain Surge.
 `--source` also runs Surge with its data path from source rather than compiled by mypyc
-(`SURGE_PURE_PYTHON=1`, row `surge-source`).
+(`SURGE_PURE_PYTHON=1`, row `surge-source`). `--before SRC` also runs Surge from another
+checkout's `src` (row `surge-before`, through `PYTHONPATH`), so a change is measured before and
+after in one run: `git worktree add /tmp/before REV`, install it in a venv of its own (which
+compiles its `src` in place), then `--before /tmp/before/src`.
 
 Every run ends with the machine it ran on: CPU model, cores, L1d/L1i/L2/L3 sizes, kernel,
 Python, nginx and wrk versions (`bench/machine.py`, read from sysfs), since the same VM type
@@ -243,20 +246,23 @@ def surge_config(port: int, admin: int, upstream_port: int, rate_limit: bool) ->
 
 
 def bench_surge(args: argparse.Namespace, workdir: Path, upstream_port: int,
-                rate_limit: bool = False, source: bool = False) -> Result:
+                rate_limit: bool = False, source: bool = False,
+                before: str | None = None) -> Result:
     if not surge_up_available():
         raise Unavailable("`surge up` is not built yet (no `up` command)")
     port, admin = free_port(), free_port()
     config = surge_config(port, admin, upstream_port, rate_limit)
+    env = ({"SURGE_PURE_PYTHON": "1"} if source else
+           {"PYTHONPATH": before} if before else None)
     try:
         gateway = start_gateway(config, workdir, name="surge-proxy",
-                                command_prefix=["taskset", "-c", PROXY_CORE],
-                                env={"SURGE_PURE_PYTHON": "1"} if source else None)
+                                command_prefix=["taskset", "-c", PROXY_CORE], env=env)
     except ProcessFailed as exc:
         lines = [line for line in str(exc).splitlines() if line.strip()]
         raise Unavailable(f"{lines[0]} -- {lines[-1]}") from None
     with gateway:
-        label = "surge+rl" if rate_limit else "surge-source" if source else "surge"
+        label = ("surge+rl" if rate_limit else "surge-source" if source else
+                 "surge-before" if before else "surge")
         return measure(label, gateway.pid,
                        f"http://127.0.0.1:{port}/", args)
 
@@ -304,7 +310,8 @@ def report(results: list[Result], unavailable: dict[str, str], args: argparse.Na
     print()
     for proxy, base in [("surge", "nginx"), ("surge+rl", "nginx"), ("surge+rl", "surge"),
                         ("surge-source", "nginx"), ("surge", "surge-source"),
-                        ("floor", "nginx"), ("surge", "floor")]:
+                        ("floor", "nginx"), ("surge", "floor"), ("surge-before", "nginx"),
+                        ("surge", "surge-before")]:
         if proxy in medians and base in medians:
             s, b = medians[proxy], medians[base]
             cpu, extra = s.cpu_us_per_request, s.cpu_us_per_request - b.cpu_us_per_request
@@ -327,6 +334,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--rate-limit", action="store_true",
                         help="also run Surge with `rate_limit: true` on its route (surge+rl)")
+    parser.add_argument("--before", metavar="SRC",
+                        help="also run Surge from another checkout's `src` (compiled in place "
+                             "by its own install), e.g. a worktree of the commit before a "
+                             "change: surge-before, in the same run")
     parser.add_argument("--source", action="store_true",
                         help="also run Surge with its data path from source, not compiled "
                              "(SURGE_PURE_PYTHON=1): surge-source")
@@ -378,6 +389,8 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[list[Result], dict[str
         benches["surge+rl"] = functools.partial(bench_surge, rate_limit=True)
     if args.source:
         benches["surge-source"] = functools.partial(bench_surge, source=True)
+    if args.before:
+        benches["surge-before"] = functools.partial(bench_surge, before=args.before)
     if args.floor:
         benches["floor"] = bench_floor
     load_before = os.getloadavg()[0]
