@@ -32,6 +32,7 @@ MODULES = (
     "http/flow.py",
     "http/headers.py",
     "observe/metrics.py",
+    "observe/problem.py",
     "routing/paths.py",
     "routing/table.py",
     "upstreams/balancers/__init__.py",

@@ -1,24 +1,32 @@
-"""Every error Surge raises, grouped by cause. Each carries the HTTP status it maps to and a
-problem+json `type` slug, so an adapter edge can translate it without knowing the cause.
+"""Every error Surge raises, grouped by cause. Each names its entry in the one table of problems
+(`surge.observe.problem`): the HTTP status it maps to, its problem+json `type` and title, so an
+adapter edge can translate it without knowing the cause.
 
-Nothing here does I/O; rendering a problem document lives in `surge.observe.problem`.
+Nothing here does I/O; `document()` builds the problem+json bytes an edge sends.
 """
 
 from __future__ import annotations
 
 from surge.masking import mask_credentials
+from surge.observe import problem as p
+from surge.observe.problem import Problem, problem_document
 
 
 class SurgeError(Exception):
-    """Base of all Surge errors."""
+    """Base of all Surge errors. `problem` may be given per instance: an error read back from
+    another process's answer (`admin.client.raise_for_problem`) keeps that answer's problem."""
 
-    status: int = 500
-    type: str = "internal"
-    title: str = "Internal error"
+    problem: Problem = p.INTERNAL
 
-    def __init__(self, *args: object) -> None:
+    def __init__(self, *args: object, problem: Problem | None = None) -> None:
         # A message may quote a store's or broker's URL: its password goes no further.
         super().__init__(*(mask_credentials(a) if isinstance(a, str) else a for a in args))
+        if problem is not None:
+            self.problem = problem
+
+    def document(self, detail: str | None = None, **extra: object) -> bytes:
+        """The problem+json body: `detail` defaults to the message."""
+        return problem_document(self.problem, detail or str(self) or None, **extra)
 
 
 # -- configuration ---------------------------------------------------------------------------
@@ -27,9 +35,7 @@ class SurgeError(Exception):
 class ConfigError(SurgeError):
     """A configuration that cannot be used; `problems` lists each one with its location."""
 
-    status = 400
-    type = "invalid-config"
-    title = "Invalid configuration"
+    problem = p.INVALID_CONFIG
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = [mask_credentials(problem) for problem in problems]
@@ -45,71 +51,37 @@ class UnitError(ValueError):
 
 
 class ClientError(SurgeError):
-    status = 400
-    type = "bad-request"
-    title = "Bad request"
+    problem = p.BAD_REQUEST
 
 
 class BadPath(ClientError):
     """A request path that has no one reading: it climbs above the root, holds a malformed or
     refused percent-escape (`routing.paths`)."""
 
+    problem = p.INVALID_PATH
+
 
 class HeaderTooLarge(ClientError):
-    status = 431
-    type = "header-too-large"
-    title = "Request header fields too large"
+    problem = p.HEADER_TOO_LARGE
 
 
 class BodyTooLarge(ClientError):
-    status = 413
-    type = "body-too-large"
-    title = "Content too large"
+    problem = p.BODY_TOO_LARGE
 
 
 class NotFound(ClientError):
-    status = 404
-    type = "no-route"
-    title = "Not found"
+    """An admin API resource (service, upstream, job) or path that does not exist. Not the
+    data path's `no-route`: a client of the gateway and of the admin API can tell them apart."""
+
+    problem = p.NOT_FOUND
 
 
 class Unauthorized(ClientError):
-    status = 401
-    type = "unauthorized"
-    title = "Unauthorized"
+    problem = p.UNAUTHORIZED
 
 
 class RateLimited(ClientError):
-    status = 429
-    type = "rate-limited"
-    title = "Too many requests"
-
-
-# -- upstream side (bad gateways) ------------------------------------------------------------
-
-
-class UpstreamError(SurgeError):
-    status = 502
-    type = "bad-gateway"
-    title = "Bad gateway"
-
-
-class UpstreamTimeout(UpstreamError):
-    status = 504
-    type = "upstream-timeout"
-    title = "Gateway timeout"
-
-
-class NoHealthyUpstream(UpstreamError):
-    status = 503
-    type = "no-healthy-upstream"
-    title = "Service unavailable"
-
-
-class Overloaded(UpstreamError):
-    status = 503
-    type = "overloaded"
-    title = "Service unavailable"
+    problem = p.RATE_LIMITED
 
 
 # -- shared state, brokers -------------------------------------------------------------------
@@ -118,29 +90,22 @@ class Overloaded(UpstreamError):
 class StoreError(SurgeError):
     """The shared state store (Redis, SQLite) could not answer."""
 
-    status = 503
-    type = "store-unavailable"
-    title = "State store unavailable"
+    problem = p.STORE_UNAVAILABLE
 
 
 class BrokerError(SurgeError):
     """The jobs broker could not answer."""
 
-    status = 503
-    type = "broker-unavailable"
-    title = "Job broker unavailable"
+    problem = p.BROKER_UNAVAILABLE
 
 
 class JobError(SurgeError):
     """A job that cannot be enqueued as asked (unserialisable arguments, unknown queue)."""
 
-    status = 400
-    type = "invalid-job"
-    title = "Invalid job"
+    problem = p.INVALID_JOB
 
 
 class IllegalTransition(SurgeError):
     """A lifecycle state machine was asked for a move it does not allow."""
 
-    type = "illegal-transition"
-    title = "Illegal state transition"
+    problem = p.ILLEGAL_TRANSITION

@@ -120,7 +120,8 @@ async def test_adding_to_an_unknown_service_is_404_and_a_duplicate_is_400(
 ) -> None:
     unknown = await client.post("/api/services/web/upstreams", json={"address": "h:1"})
     assert unknown.status_code == 404
-    assert unknown.json()["type"] == PROBLEM_TYPE_BASE + "no-route"
+    # not the data path's `no-route`: a client can tell the admin API's 404 from the gateway's
+    assert unknown.json()["type"] == PROBLEM_TYPE_BASE + "not-found"
     duplicate = await client.post("/api/services/api/upstreams", json={"address": "127.0.0.1:8101"})
     assert duplicate.status_code == 400
     assert "already" in duplicate.json()["detail"]

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from surge.errors import BadPath
+from surge.observe.problem import INVALID_PATH
 from surge.routing.paths import normalize
 
 # Paths are latin-1 text, one character per byte of the request, as the route table reads them.
@@ -81,7 +82,7 @@ def test_keeping_encoded_slashes(path, expected):
 def test_refused(path, why):
     with pytest.raises(BadPath, match=why) as refused:
         normalize(path)
-    assert refused.value.status == 400
+    assert refused.value.problem is INVALID_PATH and INVALID_PATH.status == 400
 
 
 # -- properties ------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ import asyncio
 import json
 from typing import Any
 
-from surge.errors import ClientError, ConfigError, NotFound, SurgeError
+from surge.errors import ConfigError, SurgeError
+from surge.observe.problem import BAD_REQUEST, INTERNAL, NOT_FOUND, by_uri
 
 
 async def call(port: int, method: str, path: str, body: Any = None, *,
@@ -39,18 +40,21 @@ def not_answering(host: str, port: int | str) -> str:
 
 
 def raise_for_problem(status: int, content: bytes) -> None:
-    """Turn a gateway process's problem+json answer back into the SurgeError it came from."""
+    """Turn a gateway process's problem+json answer back into the SurgeError it came from,
+    with the same problem (found in the table by its `type`), so that whoever passes it on
+    (the master's admin API, a CLI command) answers as the process did."""
     if status < 400:
         return
     try:
         doc = json.loads(content)
     except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
         doc = {}
     detail = doc.get("detail") or f"gateway process answered {status}"
     if "problems" in doc:
         raise ConfigError(list(doc["problems"]))
-    if status == 404:
-        raise NotFound(detail)
-    if status < 500:
-        raise ClientError(detail)
-    raise SurgeError(detail)
+    problem = by_uri(str(doc.get("type", "")))
+    if problem is None:  # not one of ours (a proxy in between?): judged by its status
+        problem = NOT_FOUND if status == 404 else BAD_REQUEST if status < 500 else INTERNAL
+    raise SurgeError(detail, problem=problem)

@@ -24,7 +24,7 @@ from surge.errors import BodyTooLarge, ClientError, HeaderTooLarge, SurgeError
 from surge.http.headers import DATE
 from surge.masking import mask_credentials
 from surge.observe.problem import CONTENT_TYPE as PROBLEM_CONTENT_TYPE
-from surge.observe.problem import error_document, problem_document, problem_response
+from surge.observe.problem import REQUEST_TIMEOUT, Problem, problem_document, problem_response
 
 READ_SIZE = 64 * 1024
 # After an error answer, how long unread request bytes are drained so the client gets to read
@@ -98,16 +98,17 @@ def json_response(
 
 
 def problem(
-    status: int, type_: str, detail: str | None = None, headers: Iterable[tuple[str, str]] = ()
+    entry: Problem, detail: str | None = None, headers: Iterable[tuple[str, str]] = ()
 ) -> Response:
     """A problem+json response that no SurgeError stands for (e.g. 405)."""
-    body = problem_document(status, type_, detail=detail)
-    return Response(status, _masked(body.decode()), PROBLEM_CONTENT_TYPE.decode(), list(headers))
+    body = problem_document(entry, detail)
+    return Response(entry.status, _masked(body.decode()), PROBLEM_CONTENT_TYPE.decode(),
+                    list(headers))
 
 
 def error_response(error: SurgeError, detail: str | None = None, **extra: object) -> Response:
     """The problem+json response for a SurgeError."""
-    return Response(error.status, _masked(error_document(error, detail, **extra).decode()),
+    return Response(error.problem.status, _masked(error.document(detail, **extra).decode()),
                     PROBLEM_CONTENT_TYPE.decode())
 
 
@@ -228,7 +229,7 @@ async def serve_connection(
             except TimeoutError:
                 if parse.receiving:
                     writer.write(problem_response(
-                        408, problem_document(408, "request-timeout"), close=True))
+                        REQUEST_TIMEOUT, problem_document(REQUEST_TIMEOUT), close=True))
                     await writer.drain()
                 return
             if not data:
@@ -243,7 +244,7 @@ async def serve_connection(
                     return
                 head_deadline = loop.time() + limits.header_timeout
             if error is not None:
-                writer.write(problem_response(error.status, error_document(error), close=True))
+                writer.write(problem_response(error.problem, error.document(), close=True))
                 await writer.drain()
                 await _linger(reader, writer)
                 return

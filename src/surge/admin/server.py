@@ -18,6 +18,7 @@ from surge.admin.control import ControlPlane
 from surge.admin.http import Limits, Request, Response, error_response, problem, serve_connection
 from surge.admin.router import Router
 from surge.errors import ConfigError, NotFound, SurgeError
+from surge.observe.problem import METHOD_NOT_ALLOWED
 
 logger = logging.getLogger("surge.admin")
 
@@ -78,7 +79,7 @@ class AdminServer:
             if not match.allowed:
                 return error_response(NotFound(f"no admin route for {request.path}"))
             allowed = ", ".join(match.allowed)
-            return problem(405, "method-not-allowed",
+            return problem(METHOD_NOT_ALLOWED,
                            f"{request.method} is not allowed here; use {allowed}",
                            headers=[("Allow", allowed)])
         request.params = match.params

@@ -198,8 +198,12 @@ def check_token(value: str) -> str:
     return value
 
 
-def request_key(plain: tuple[str, ...], prefixed: tuple[str, ...]) -> Any:
-    """A type for keys like `ip`, `path`, `header:NAME`, `cookie:NAME`."""
+def request_key(
+    plain: tuple[str, ...], prefixed: tuple[str, ...]
+) -> tuple[AfterValidator, WithJsonSchema]:
+    """The validator and schema of a type for keys like `ip`, `path`, `header:NAME`,
+    `cookie:NAME`: returned as metadata for `Annotated[str, ...]` written out where the type is
+    named, so that type checkers (mypyc's pass included) read it as an alias of `str`."""
     forms = [*plain, *(f"{p}:NAME" for p in prefixed)]
 
     def check(value: str) -> str:
@@ -208,15 +212,15 @@ def request_key(plain: tuple[str, ...], prefixed: tuple[str, ...]) -> Any:
             return value
         raise ValueError(f"expected one of {' | '.join(forms)}, got {value!r}")
 
-    return Annotated[
-        str, AfterValidator(check),
-        WithJsonSchema({"type": "string", "description": " | ".join(forms)}),
-    ]
+    return (AfterValidator(check),
+            WithJsonSchema({"type": "string", "description": " | ".join(forms)}))
 
 
-HashKey = request_key(("ip", "path"), ("header", "cookie"))
+_HASH_CHECK, _HASH_SCHEMA = request_key(("ip", "path"), ("header", "cookie"))
+HashKey = Annotated[str, _HASH_CHECK, _HASH_SCHEMA]
 """What `balance: hash` hashes on."""
-ClientKey = request_key(("ip",), ("header",))
+_CLIENT_CHECK, _CLIENT_SCHEMA = request_key(("ip",), ("header",))
+ClientKey = Annotated[str, _CLIENT_CHECK, _CLIENT_SCHEMA]
 """Who a request counts against for rate limiting."""
 
 

@@ -21,7 +21,8 @@ from surge.gateway.exchange import Exchange
 from surge.gateway.request_ids import valid_request_id
 from surge.http.flow import PIPELINE, REFUSED, Downstream
 from surge.http.headers import connection_tokens
-from surge.observe.problem import problem_document, problem_response
+from surge.observe import problem as p
+from surge.observe.problem import Problem, problem_document, problem_response
 
 if TYPE_CHECKING:
     from surge.gateway.server import GatewayServer
@@ -55,8 +56,8 @@ _HOST: Final = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)
 
 
 class Refused(Exception):
-    """Raised from a parser callback with `reject`'s arguments (status, type, detail,
-    reason); answered outside the parser, which stops, so nothing after it is read."""
+    """Raised from a parser callback with `reject`'s arguments (problem, detail); answered
+    outside the parser, which stops, so nothing after it is read."""
 
 
 class ClientConnection(Downstream):
@@ -83,8 +84,8 @@ class ClientConnection(Downstream):
         self.head_lines = 0
         self.tunnel: asyncio.Transport | None = None
         self.upgrade_buf: list[bytes] | None = None
-        # A refusal (status, type, detail, exchange) waiting for the answers ahead of it.
-        self.refusal: tuple[int, str, str, Exchange | None] | None = None
+        # A refusal (problem, detail, exchange) waiting for the answers ahead of it.
+        self.refusal: tuple[Problem, str, Exchange | None] | None = None
         self.host_ok = b""  # the last Host header found valid on this connection
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
@@ -109,8 +110,7 @@ class ClientConnection(Downstream):
         if self.deadline_kind == HEADER and self.receiving is not None:
             self.head_seen += len(data)
             if self.head_seen > self.gw.max_header_bytes + 65536:
-                self.reject(431, "header-too-large", "request head is too large",
-                            "header_too_large")
+                self.reject(p.HEADER_TOO_LARGE, "request head is too large")
                 return
         try:
             self.parser.feed_data(data)
@@ -121,12 +121,12 @@ class ClientConnection(Downstream):
             if isinstance(cause, Refused):
                 self.reject(*cause.args)
             elif isinstance(cause, ValueError):
-                self.reject(400, "bad-request", f"malformed request: {cause}", "bad_request")
+                self.reject(p.BAD_REQUEST, f"malformed request: {cause}")
             else:
                 log.error("internal error while handling a request", exc_info=cause)
-                self.reject(500, "internal", "internal error", "internal_error")
+                self.reject(p.INTERNAL, "internal error")
         except httptools.HttpParserError as exc:
-            self.reject(400, "bad-request", f"malformed request: {exc}", "bad_request")
+            self.reject(p.BAD_REQUEST, f"malformed request: {exc}")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -170,19 +170,18 @@ class ClientConnection(Downstream):
         ex.target += url
         self.head_seen += len(url)
         if len(ex.target) > MAX_TARGET:
-            raise Refused(414, "url-too-long", f"request target is over {MAX_TARGET} bytes",
-                          "url_too_long")
+            raise Refused(p.URL_TOO_LONG, f"request target is over {MAX_TARGET} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         line = len(name) + len(value) + 2
         self.head_seen += line + 2
         self.head_lines += 1
         if self.head_seen > self.gw.max_header_bytes:
-            raise Refused(431, "header-too-large", "request head is over the limit of "
-                          f"{self.gw.max_header_bytes} bytes", "header_too_large")
+            raise Refused(p.HEADER_TOO_LARGE, "request head is over the limit of "
+                          f"{self.gw.max_header_bytes} bytes")
         if line > MAX_HEADER_LINE or self.head_lines > MAX_HEADERS:
-            raise Refused(431, "header-too-large", f"over {MAX_HEADERS} header lines or a "
-                          f"line over {MAX_HEADER_LINE} bytes", "header_too_large")
+            raise Refused(p.HEADER_TOO_LARGE,
+                          f"over {MAX_HEADERS} header lines or a line over {MAX_HEADER_LINE} bytes")
         lname = name.lower()
         ex: Exchange = self.receiving  # type: ignore[assignment]  # see `receiving`
         if lname in _DROPPED:
@@ -194,11 +193,11 @@ class ClientConnection(Downstream):
                 # codings before chunked through, to reach the upstream decoded by nobody.
                 codings = value.lower().split(b",")
                 if codings[-1].strip(b" \t") != b"chunked":
-                    raise Refused(400, "bad-request", "Transfer-Encoding must end with "
-                                  "chunked", "bad_request")   # RFC 9112 6.3
+                    raise Refused(p.BAD_REQUEST,   # RFC 9112 6.3
+                                  "Transfer-Encoding must end with chunked")
                 if len(codings) > 1:
-                    raise Refused(501, "transfer-coding-not-implemented", "only the chunked "
-                                  "transfer coding is supported", "unsupported_transfer_coding")
+                    raise Refused(p.UNSUPPORTED_TRANSFER_CODING, "only the chunked "
+                                  "transfer coding is supported")
                 ex.chunked = True
             elif lname == b"x-forwarded-for":
                 ex.xff = value
@@ -216,8 +215,7 @@ class ClientConnection(Downstream):
             return
         if lname == b"host":
             if ex.host is not None or (value != self.host_ok and not _HOST.fullmatch(value)):
-                raise Refused(400, "bad-request", "a request needs one valid Host header",
-                              "invalid_host")
+                raise Refused(p.INVALID_HOST, "a request needs one valid Host header")
             ex.host = self.host_ok = value  # a connection's requests name the same host
         elif lname == b"cookie":
             ex.cookie = value
@@ -241,18 +239,15 @@ class ClientConnection(Downstream):
                 ex.upgrade = None
                 ex.keep_alive = False
         if not ex.http11 and version != "1.0":
-            raise Refused(505, "http-version-not-supported", f"HTTP/{version} is not served "
-                          "here; HTTP/1.1 and HTTP/1.0 are", "http_version")
+            raise Refused(p.HTTP_VERSION,
+                          f"HTTP/{version} is not served here; HTTP/1.1 and HTTP/1.0 are")
         if ex.host is None and ex.http11:
-            raise Refused(400, "bad-request", "an HTTP/1.1 request needs a Host header",
-                          "missing_host")
+            raise Refused(p.MISSING_HOST, "an HTTP/1.1 request needs a Host header")
         if ex.chunked and not ex.http11:
             # RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing.
-            raise Refused(400, "bad-request", "Transfer-Encoding in an HTTP/1.0 request",
-                          "bad_request")
+            raise Refused(p.BAD_REQUEST, "Transfer-Encoding in an HTTP/1.0 request")
         if ex.method == b"CONNECT":
-            raise Refused(501, "method-not-implemented", "CONNECT is not served by a reverse "
-                          "proxy", "method_not_implemented")
+            raise Refused(p.METHOD_NOT_IMPLEMENTED, "CONNECT is not served by a reverse proxy")
         self.deadline_kind = NONE
         if self.current is None:
             self.current = ex
@@ -321,23 +316,23 @@ class ClientConnection(Downstream):
         kind, self.deadline_kind = self.deadline_kind, NONE
         if kind == HEADER:
             if self.current is None:
-                self.reject(408, "client-header-timeout", "request head not received within "
-                            f"{self.gw.client_header_timeout:g}s", "client_header_timeout")
+                self.reject(p.CLIENT_HEADER_TIMEOUT, "request head not received within "
+                            f"{self.gw.client_header_timeout:g}s")
             else:
                 self.abort()
         elif kind == IDLE:
             self.close()
 
-    def reject(self, status: int, type_: str, detail: str, reason: str) -> None:
+    def reject(self, problem: Problem, detail: str) -> None:
         """Answer a request that cannot be parsed or accepted, then close. Behind pipelined
         requests still being answered, the refusal waits its turn (an earlier request must
         not get it as its answer) and nothing more is read."""
-        self.gw.stats.failed[reason] += 1
+        self.gw.stats.failed[problem.reason] += 1
         current, refused = self.current, self.receiving
         if current is not None and current is not refused:
             if refused is not None and refused in self.queue:
                 self.queue.remove(refused)   # its body is broken: it must never start
-            self.refusal = (status, type_, detail, refused)
+            self.refusal = (problem, detail, refused)
             self.receiving = None
             self.deadline_kind = NONE
             self.pause_reading_for(REFUSED)
@@ -345,11 +340,12 @@ class ClientConnection(Downstream):
         if current is not None and current.status:
             self.abort()  # a response is under way: it cannot be replaced by an error
             return
-        self.refuse(status, type_, detail, refused)
+        self.refuse(problem, detail, refused)
 
-    def refuse(self, status: int, type_: str, detail: str, ex: Exchange | None) -> None:
-        body = problem_document(status, type_, detail=detail)
-        self.write(problem_response(status, body, close=True))
+    def refuse(self, problem: Problem, detail: str, ex: Exchange | None) -> None:
+        body = problem_document(problem, detail)
+        self.write(problem_response(problem, body, close=True))
+        status = problem.status
         gw = self.gw
         gw.stats.unrouted[status // 100] += 1
         if gw.access_log is not None:

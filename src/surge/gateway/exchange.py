@@ -21,7 +21,8 @@ from surge.gateway.policy import Answer, Verdict
 from surge.gateway.request_ids import REQUEST_IDS
 from surge.http import headers as h
 from surge.http.flow import HOLDING, POLICY_WAIT
-from surge.observe.problem import problem_document, problem_response
+from surge.observe import problem as p
+from surge.observe.problem import Problem, problem_document, problem_response
 from surge.routing.paths import normalize
 from surge.upstreams.caller import Caller
 from surge.upstreams.upstream import EWMA_ALPHA
@@ -103,9 +104,8 @@ class Exchange(Caller):
         if not self.request_id:
             self.request_id = REQUEST_IDS.new()
         if gw.active >= gw.max_inflight:
-            self.fail(503, "overloaded", "the gateway is at its limit of "
-                      f"{gw.max_inflight} requests in flight", "gateway_overloaded",
-                      retry_after=b"1")
+            self.fail(p.GATEWAY_OVERLOADED, "the gateway is at its limit of "
+                      f"{gw.max_inflight} requests in flight", retry_after=b"1")
             return
         gw.active += 1
         self.counted = True
@@ -113,8 +113,8 @@ class Exchange(Caller):
         if not target or target[0] != 47:  # b"/"
             origin = h.origin_form(target, self.host)
             if origin is None:
-                self.fail(400, "bad-request", "the request target must be origin-form, or "
-                          "absolute-form naming the Host header's authority", "invalid_target")
+                self.fail(p.INVALID_TARGET, "the request target must be origin-form, or "
+                          "absolute-form naming the Host header's authority")
                 return
             target = origin  # routed on, and forwarded as, its origin-form
         # Read as latin-1 text (one character per byte), as the route table reads it: `in`
@@ -130,7 +130,7 @@ class Exchange(Caller):
             # Routing, policies and prefix stripping all read the normal form.
             path = normalize(raw, gw.keep_encoded_slash, gw.merge_slashes)
         except BadPath as exc:
-            self.fail(400, "bad-request", str(exc), "invalid_path")
+            self.fail(p.INVALID_PATH, str(exc))
             return
         self.path = path
         routes = gw.snapshot.routes
@@ -139,16 +139,15 @@ class Exchange(Caller):
         found = routes.table.match(self.method.decode("latin-1"), path, host,
                                    self.header_map() if routes.uses_headers else _EMPTY)
         if found is None:
-            self.fail(404, "no-route", f"no route for {path}", "no_route")
+            self.fail(p.NO_ROUTE, f"no route for {path}")
             return
         route: RouteRuntime = found.source  # typed here: compiled, its reads are native
         self.route = route
         if route.timeout:
             self.total_deadline = self.started + route.timeout
         if self.length > gw.max_body_bytes:
-            self.fail(413, "body-too-large",
-                      f"request body of {self.length} bytes is over the limit of "
-                      f"{gw.max_body_bytes}", "body_too_large")
+            self.fail(p.BODY_TOO_LARGE, f"request body of {self.length} bytes is over the "
+                      f"limit of {gw.max_body_bytes}")
             return
         sent = raw if gw.forward_original else path
         if route.strip_prefix:
@@ -191,7 +190,7 @@ class Exchange(Caller):
             verdict = task.result()
         except Exception:  # a policy bug answers 500; the gateway keeps serving
             log.exception("policy %s failed", self.routed().policies[index - 1])
-            self.fail(500, "internal", "a gateway policy failed", "policy_error")
+            self.fail(p.POLICY_ERROR, "a gateway policy failed")
             return
         if verdict is not None:
             self.answer(verdict)
@@ -199,8 +198,7 @@ class Exchange(Caller):
             self.run_policies(index)
 
     def answer(self, verdict: Answer) -> None:
-        self.fail(verdict.status, verdict.type, verdict.detail, verdict.reason,
-                  headers=verdict.headers)
+        self.fail(verdict.problem, verdict.detail, headers=verdict.headers)
 
     def proceed(self) -> None:
         if self.expect and not self.req_done:
@@ -255,11 +253,11 @@ class Exchange(Caller):
             up = service.balancer.pick(now, key, self.tried)
         if up is None:
             if self.tried:
-                self.fail(502, "bad-gateway", "no upstream of service "
-                          f"'{service.name}' could be reached", "connect_failed")
+                self.fail(p.NONE_REACHED,
+                          f"no upstream of service '{service.name}' could be reached")
             else:
-                self.fail(503, "no-healthy-upstream", f"service '{service.name}' has no "
-                          "healthy upstream", "no_healthy_upstream", retry_after=b"1")
+                self.fail(p.NO_HEALTHY_UPSTREAM,
+                          f"service '{service.name}' has no healthy upstream", retry_after=b"1")
             return
         if not self.tried:
             service.requests += 1
@@ -351,14 +349,14 @@ class Exchange(Caller):
             self.client.pause_reading_for(HOLDING)  # until a connection is ready
 
     def too_large(self) -> None:
-        self.client.gw.stats.failed["body_too_large"] += 1
         if self.status:
+            self.client.gw.stats.failed[p.BODY_TOO_LARGE.reason] += 1
             self.client.abort()
             return
         self.keep_alive = False
         self.abandon_upstream()
-        self.fail(413, "body-too-large", "request body is over the limit of "
-                  f"{self.client.gw.max_body_bytes} bytes", None)
+        self.fail(p.BODY_TOO_LARGE, "request body is over the limit of "
+                  f"{self.client.gw.max_body_bytes} bytes")
 
     # -- upstream side ---------------------------------------------------------------------------
 
@@ -539,8 +537,8 @@ class Exchange(Caller):
     def connect_failed(self, exc: BaseException) -> None:
         recovery.connect_failed(self, exc)
 
-    def overloaded(self, reason: str) -> None:
-        recovery.overloaded(self, reason)
+    def overloaded(self, problem: Problem) -> None:
+        recovery.overloaded(self, problem)
 
     def timeout(self) -> None:
         recovery.timeout(self)
@@ -581,7 +579,7 @@ class Exchange(Caller):
         nginx's 499 when it had no status yet."""
         if not self.responded and not self.tunnel and not self.cancelled:
             gw = self.client.gw
-            gw.stats.failed["client_closed"] += 1
+            gw.stats.failed[p.CLIENT_CLOSED] += 1
             if gw.access_log is not None:
                 self.status = self.status or 499
                 gw.access_log.write(self, gw.now() - self.started)
@@ -596,19 +594,18 @@ class Exchange(Caller):
             self.counted = False
             self.client.gw.active -= 1
 
-    def fail(self, status: int, type_: str, detail: str, reason: str | None,
-             retry_after: bytes | None = None,
+    def fail(self, problem: Problem, detail: str, retry_after: bytes | None = None,
              headers: list[tuple[bytes, bytes]] | None = None) -> None:
-        """Answer with a problem document instead of an upstream's response."""
+        """Answer with a problem document instead of an upstream's response; counted under
+        the problem's reason."""
         client = self.client
         if self.hedge_timer is not None or self.hedge is not None:
             self.end_hedge()
-        if reason is not None:
-            client.gw.stats.failed[reason] += 1
+        client.gw.stats.failed[problem.reason] += 1
         if self.status:
             client.abort()
             return
-        self.status = status
+        self.status = problem.status
         extra = [(b"X-Request-ID", self.request_id or b"-")]
         if retry_after is not None:
             extra.append((b"Retry-After", retry_after))
@@ -616,9 +613,8 @@ class Exchange(Caller):
             extra += headers
         if not self.req_done and (self.chunked or self.length - self.received > REPLAY_BUFFER):
             self.keep_alive = False  # too much (or an unknown amount of) unread body: close
-        body = problem_document(status, type_, detail=detail,
-                                request_id=(self.request_id or b"-").decode())
-        response = problem_response(status, body, extra, close=not self.keep_alive)
+        body = problem_document(problem, detail, request_id=(self.request_id or b"-").decode())
+        response = problem_response(problem, body, extra, close=not self.keep_alive)
         if self.extra_headers:  # headers policies added (e.g. RateLimit) go on errors too
             end = response.index(b"\r\n\r\n") + 2
             response = response[:end] + self.extra_headers + response[end:]

@@ -10,11 +10,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from surge.gateway import recovery
+from surge.observe import problem as p
 from surge.upstreams.caller import Caller
 
 if TYPE_CHECKING:
     from surge.gateway.exchange import Exchange
     from surge.http.headers import ResponseHead
+    from surge.observe.problem import Problem
     from surge.upstreams.connection import UpstreamConnection
     from surge.upstreams.upstream import Upstream
 
@@ -50,7 +52,7 @@ class HedgeLeg(Caller):
     def connect_failed(self, exc: BaseException) -> None:
         self.drop(False)
 
-    def overloaded(self, reason: str) -> None:
+    def overloaded(self, problem: Problem) -> None:
         self.drop(None)
 
     # -- the connection's side -------------------------------------------------------------------
@@ -99,8 +101,8 @@ class HedgeLeg(Caller):
             ex.service.record(self.upstream, ok, ex.client.gw.now())
         if not ex.holding and not ex.status and not ex.cancelled and not ex.responded:
             # The first copy had already failed and was waiting for this one.
-            recovery.retry_or_fail(ex, 502, "bad-gateway", "no upstream answered the request",
-                                   "upstream_reset", replay_safe=recovery.replayable(ex))
+            recovery.retry_or_fail(ex, p.UPSTREAM_RESET, "no upstream answered the request",
+                                   replay_safe=recovery.replayable(ex))
 
 
 def p95(buckets: list[int], bounds: tuple[float, ...]) -> float:

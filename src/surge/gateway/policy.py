@@ -13,16 +13,15 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from surge.gateway.exchange import Exchange
+    from surge.observe.problem import Problem
 
 
 @dataclass(frozen=True, slots=True)
 class Answer:
     """A problem+json answer given at the gateway instead of proxying."""
 
-    status: int
-    type: str
+    problem: Problem                 # an entry of the table in `surge.observe.problem`
     detail: str
-    reason: str                      # the `surge_requests_failed_total` reason
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any, Final
 from prometheus_client.core import CounterMetricFamily, Metric
 
 from surge.admin.http import Request, Response, json_response
-from surge.errors import ClientError, NotFound, RateLimited, Unauthorized
+from surge.errors import ClientError, NotFound, Unauthorized
 from surge.gateway.policy import Answer, RoutePolicy, Verdict
+from surge.observe.problem import RATE_LIMITED, UNAUTHORIZED
 from surge.ratelimit.identity import Identifier
 from surge.ratelimit.keys import KeyInfo, open_key_store
 from surge.ratelimit.limiter import Limiter
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("surge.gateway")
 
-_UNAUTHORIZED = Unauthorized.status, Unauthorized.type
-_LIMITED = RateLimited.status, RateLimited.type
 _NONE: dict[str, str] = {}
 _NO_HEADERS: Callable[[str], str | None] = _NONE.get
 _NAME = operator.itemgetter(0)
@@ -73,8 +72,8 @@ class RateLimitPolicy(RoutePolicy):
         self.cost = cost
         self.gates = ({name: limiter.gate(name, cost) for name in limiter.plans}
                       if limiter.is_local else {})
-        self.limited = {name: Answer(*_LIMITED, f"rate limit of plan '{name}' exceeded",
-                                     "rate_limited") for name in limiter.plans}
+        self.limited = {name: Answer(RATE_LIMITED, f"rate limit of plan '{name}' exceeded")
+                        for name in limiter.plans}
         gate = self.gates.get(self.plan)  # the route plan's shortcut, when it has one
         self.table = gate.table if gate is not None else None
         self.step, self.lines = (gate.step, gate.lines) if gate is not None else (0.0, b"")
@@ -101,7 +100,7 @@ class RateLimitPolicy(RoutePolicy):
         try:
             identity, plan = self.identify(exchange)
         except Unauthorized as error:
-            return Answer(*_UNAUTHORIZED, str(error), "unauthorized")
+            return Answer(UNAUTHORIZED, str(error))
         return self.decided(exchange, identity, plan)
 
     def decided(self, exchange: Exchange, identity: str,

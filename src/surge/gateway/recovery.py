@@ -9,10 +9,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from surge.http import headers as h
+from surge.observe import problem as p
 from surge.upstreams.retry import backoff
 
 if TYPE_CHECKING:
     from surge.gateway.exchange import Exchange
+    from surge.observe.problem import Problem
     from surge.upstreams.connection import UpstreamConnection
 
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
@@ -32,7 +34,7 @@ def upstream_lost(ex: Exchange, conn: UpstreamConnection, exc: Exception | None)
                 ex.client.write(h.LAST_CHUNK)
             ex.finish(True)  # a close-delimited body ended normally
         else:
-            ex.client.gw.stats.failed["upstream_reset"] += 1
+            ex.client.gw.stats.failed[p.UPSTREAM_RESET.reason] += 1
             ex.leave_upstream(False)
             ex.client.abort()  # truncated: the client must see it broke
         return
@@ -40,13 +42,13 @@ def upstream_lost(ex: Exchange, conn: UpstreamConnection, exc: Exception | None)
     # whether the upstream closed an idle connection just as this request arrived, or read
     # the request and then died (kill -9 closes with a FIN too), and a non-idempotent
     # request must never be delivered twice.
-    retry_or_fail(ex, 502, "bad-gateway", "upstream closed the connection before answering",
-                  "upstream_reset", replay_safe=replayable(ex))
+    retry_or_fail(ex, p.UPSTREAM_RESET, "upstream closed the connection before answering",
+                  replay_safe=replayable(ex))
 
 def upstream_broken(ex: Exchange, detail: str) -> None:
     """The upstream sent bytes that are not HTTP."""
     if ex.status:
-        ex.client.gw.stats.failed["upstream_garbage"] += 1
+        ex.client.gw.stats.failed[p.UPSTREAM_GARBAGE.reason] += 1
         ex.leave_upstream(False)
         ex.client.abort()
         return
@@ -54,32 +56,29 @@ def upstream_broken(ex: Exchange, detail: str) -> None:
     ex.conn = None
     if conn is not None:
         conn.exchange = None
-    retry_or_fail(ex, 502, "bad-gateway", detail, "upstream_garbage",
-                  replay_safe=replayable(ex))
+    retry_or_fail(ex, p.UPSTREAM_GARBAGE, detail, replay_safe=replayable(ex))
 
 def connect_failed(ex: Exchange, exc: BaseException) -> None:
     if ex.cancelled:
         ex.leave_upstream(None)
         return
     timeout = isinstance(exc, TimeoutError)  # (a subclass of OSError)
-    retry_or_fail(ex, 504 if timeout else 502,
-                  "connect-timeout" if timeout else "connect-failed",
+    retry_or_fail(ex, p.CONNECT_TIMEOUT if timeout else p.CONNECT_FAILED,
                   f"could not connect to an upstream of '{ex.service.name}': "
-                  f"{'timed out' if timeout else exc}",
-                  "connect_timeout" if timeout else "connect_failed", replay_safe=True)
+                  f"{'timed out' if timeout else exc}", replay_safe=True)
 
-def overloaded(ex: Exchange, reason: str) -> None:
+def overloaded(ex: Exchange, problem: Problem) -> None:
+    """The service's pool cannot take the request (`max_pending`, `upstream_removed`)."""
     ex.leave_upstream(None)
-    ex.fail(503, "overloaded", f"service '{ex.service.name}' is over its "
-              f"{reason.replace('_', ' ')}", reason, retry_after=b"1")
+    ex.fail(problem, f"service '{ex.service.name}' is over its "
+            f"{problem.reason.replace('_', ' ')}", retry_after=b"1")
 
 def timeout(ex: Exchange) -> None:
     """No response head within the upstream timeout."""
     ex.deadline = 0.0
     ex.abandon_upstream(ok=False)
-    retry_or_fail(ex, 504, "upstream-timeout", "upstream did not answer within "
-                  f"{ex.client.gw.upstream_timeout:g}s", "upstream_timeout",
-                  replay_safe=replayable(ex))
+    retry_or_fail(ex, p.UPSTREAM_TIMEOUT, "upstream did not answer within "
+                  f"{ex.client.gw.upstream_timeout:g}s", replay_safe=replayable(ex))
 
 def check_progress(ex: Exchange, now: float) -> None:
     """Called by the sweeper: cut off a body that stopped moving (client or upstream side)
@@ -107,16 +106,15 @@ def body_stalled(ex: Exchange, limit: float) -> None:
     client = ex.client
     if not ex.req_done:  # the client stopped sending its body
         if ex.status:
-            client.gw.stats.failed["client_body_timeout"] += 1
+            client.gw.stats.failed[p.CLIENT_BODY_TIMEOUT.reason] += 1
             ex.abandon_upstream()
             client.abort()
             return
         ex.keep_alive = False
         ex.abandon_upstream()
-        ex.fail(408, "client-body-timeout", "request body stalled for "
-                  f"{limit:g}s", "client_body_timeout")
+        ex.fail(p.CLIENT_BODY_TIMEOUT, f"request body stalled for {limit:g}s")
     else:  # the upstream stopped sending its response body
-        client.gw.stats.failed["upstream_body_timeout"] += 1
+        client.gw.stats.failed[p.UPSTREAM_BODY_TIMEOUT] += 1
         ex.abandon_upstream(ok=False)
         client.abort()
 
@@ -125,14 +123,13 @@ def past_deadline(ex: Exchange) -> None:
     ex.deadline = 0.0
     timeout = ex.routed().timeout
     if ex.status:
-        ex.client.gw.stats.failed["route_deadline"] += 1
+        ex.client.gw.stats.failed[p.ROUTE_DEADLINE.reason] += 1
         ex.abandon_upstream(ok=False)
         ex.client.abort()
         return
     ex.abandon_upstream(ok=False)
     ex.cancelled = True  # a retry or a pool waiter must not pick it up again
-    ex.fail(504, "route-deadline", f"no answer within the route's timeout of {timeout:g}s",
-              "route_deadline")
+    ex.fail(p.ROUTE_DEADLINE, f"no answer within the route's timeout of {timeout:g}s")
 
 def replayable(ex: Exchange) -> bool:
     """Safe to send again (retry, hedge): idempotent, its body still held, and no 1xx of
@@ -140,15 +137,14 @@ def replayable(ex: Exchange) -> bool:
     return (ex.replayable_body and not ex.informed
             and (ex.method in IDEMPOTENT or ex.idempotency_key))
 
-def retry_or_fail(ex: Exchange, status: int, type_: str, detail: str, reason: str,
-                  replay_safe: bool) -> None:
+def retry_or_fail(ex: Exchange, problem: Problem, detail: str, replay_safe: bool) -> None:
     ex.leave_upstream(False)
     if ex.hedge is not None:
         return  # the other copy of a hedged request may still answer
     if replay_safe and may_retry(ex):
         schedule_retry(ex)
     else:
-        ex.fail(status, type_, detail, reason)
+        ex.fail(problem, detail)
 
 def may_retry(ex: Exchange) -> bool:
     """Attempts are left, another upstream exists, and the service's retry budget grants

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from surge.errors import RateLimited, Unauthorized
-from surge.observe.problem import CONTENT_TYPE, error_document
+from surge.observe.problem import CONTENT_TYPE
 from surge.ratelimit.algorithms import RateLimitDecision
 from surge.ratelimit.identity import Identifier
 from surge.ratelimit.limiter import Limiter
@@ -60,7 +60,7 @@ class Guard:
         try:
             identity, plan = self._who(scope)
         except Unauthorized as error:
-            return None, (error.status, [], error_document(error))
+            return None, (error.problem.status, [], error.document())
         if plan is not None and plan not in self.limiter.plans:
             plan = None  # the key's plan left the config: the endpoint's or default plan
         plan = plan or self.plan  # a key's own plan wins over the endpoint's
@@ -69,7 +69,7 @@ class Guard:
         if not decision.allowed:
             limited = RateLimited()
             detail = f"rate limit of plan '{plan or self.limiter.default_plan}' exceeded"
-            return decision, (limited.status, headers, error_document(limited, detail))
+            return decision, (limited.problem.status, headers, limited.document(detail))
         if decision.delay:
             await asyncio.sleep(decision.delay)
         scope.setdefault("state", {})["ratelimit"] = decision

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from surge.http.flow import Downstream
     from surge.http.headers import ResponseHead
+    from surge.observe.problem import Problem
     from surge.upstreams.connection import UpstreamConnection
 
 
@@ -35,8 +36,8 @@ class Caller:
     def connect_failed(self, exc: BaseException) -> None:
         raise NotImplementedError
 
-    def overloaded(self, reason: str) -> None:
-        """No connection will come: the pool is full, or closing."""
+    def overloaded(self, problem: Problem) -> None:
+        """No connection will come: the pool is full, or closing (`problem` says which)."""
         raise NotImplementedError
 
     # -- the connection's side -------------------------------------------------------------------

@@ -6,7 +6,8 @@ within `reuse_within` (see `upstreams.idle_close`: learnt from the upstream's ow
 never on one idle long enough to be closing; the sweeper closes those before the upstream does.
 
 Limits: at most `max_connections` open or opening; requests beyond that wait in `waiters`,
-bounded per service by `max_pending` (the service counts them); past it -> overload (503)."""
+bounded per service by `max_pending` (the service counts them); past it -> overload (503,
+the `MAX_PENDING` problem)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
+from surge.observe.problem import MAX_PENDING, UPSTREAM_REMOVED
 from surge.upstreams.connection import UpstreamConnection
 from surge.upstreams.idle_close import IdleClose
 
@@ -71,7 +73,7 @@ class Pool:
         if self.size < self.max_connections:
             self._open(exchange)
         elif self.service.pending >= self.service.spec.max_pending:
-            exchange.overloaded("max_pending")
+            exchange.overloaded(MAX_PENDING)
         else:
             self.service.pending += 1
             self.waiters.append(exchange)
@@ -130,7 +132,7 @@ class Pool:
         while self.waiters:
             waiter = self._next_waiter()
             if waiter is not None:
-                waiter.overloaded("upstream_removed")
+                waiter.overloaded(UPSTREAM_REMOVED)
 
     def _next_waiter(self) -> Caller | None:
         while self.waiters:
