@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from surge.config import Config, parse
 from surge.config.models_services import ScaleDown, ScaleUp, UpstreamSpec
 from surge.config.units import Rate
+from surge.errors import ConfigError
 
 from .conftest import BASE
 
@@ -152,6 +153,8 @@ SERVICE_PROBLEMS = [
     ("{process: {command: 'x {port}'}, scaling: {max: 2, target: {cpu_percent: 9},"
      " schedule: [{cron: '0 8 * * *', min: 3}]}}",
      "services.api.scaling.schedule: schedule[0].min (3) is above max (2)"),
+    ("{process: {command: 'x {port}'}, scaling: {min: 0, max: 2, target: {cpu_percent: 9}}}",
+     "services.api.scaling.min: 0 needs a queue_depth_per_replica target to wake on"),
     ("{process: {command: 'x {port}'}, scaling: {max: 2, target: {cpu_percent: 9},"
      " scale_up: {max_step: 0}}}",
      "services.api.scaling.scale_up.max_step: expected a replica count like 1 or a percent like "
@@ -227,6 +230,16 @@ def test_a_bad_route_is_reported_at_its_key(problems, route, problem):
     assert problems(BASE + f"  - {route}\n") == [problem]
 
 
+def test_a_route_may_be_named_and_each_name_names_one_route(problems):
+    named = BASE.replace("{prefix:", "{name: api, prefix:")
+    assert problems(named) == []
+    twice = named + "  - {name: api, prefix: /b/, service: api}\n"
+    assert problems(twice) == [
+        "routes: routes[1] takes the name 'api' of routes[0]; route names are unique"]
+    assert problems(BASE + "  - {name: 'a b', prefix: /b/, service: api}\n")[0].startswith(
+        "routes[1].name: invalid name 'a b'")
+
+
 def test_duplicate_listen_addresses_are_reported(problems):
     text = "gateway: {listen: ['127.0.0.1:8000', '0.0.0.0:8000']}"
     assert problems(text) == [
@@ -294,3 +307,37 @@ def test_a_route_that_repeats_an_earlier_match_is_a_warning():
     assert parse(text).warnings() == [
         "routes[2]: matches the same requests as routes[1], which comes first, so it is never "
         "chosen"]
+
+
+# -- one list of names: the config's choices are read from the runtime's own tables ----------
+
+
+def test_the_balance_choices_are_the_balancers_table():
+    from surge.upstreams.balancers import BALANCERS
+
+    schema = Config.model_json_schema()["$defs"]["Service"]["properties"]["balance"]
+    assert schema["enum"] == list(BALANCERS)
+    for name in BALANCERS:
+        assert parse(f"services: {{api: {{upstreams: ['127.0.0.1:1'], balance: {name}}}}}"
+                     ).services["api"].balance == name
+
+
+def test_the_rate_limit_choices_are_the_limiters_tables():
+    from surge.ratelimit.algorithms import ALGORITHMS
+    from surge.ratelimit.settings import ON_STORE_ERROR
+
+    properties = Config.model_json_schema()["$defs"]["RateLimits"]["properties"]
+    # shaping holds requests back, which only the library's middleware does
+    assert properties["algorithm"]["enum"] == [a for a in ALGORITHMS if a != "shaping"]
+    assert properties["on_store_error"]["enum"] == list(ON_STORE_ERROR)
+
+
+def test_a_queues_backoff_rule_is_the_one_job_options_apply_in_code():
+    from surge.jobs.queue import JobOptions
+
+    problem = "max_backoff (1s) is below backoff (10s)"
+    with pytest.raises(ValueError, match=problem.replace("(", r"\(").replace(")", r"\)")):
+        JobOptions(backoff=10.0, max_backoff=1.0)
+    with pytest.raises(ConfigError) as error:
+        parse("jobs: {broker: 'memory://', queues: {default: {backoff: 10s, max_backoff: 1s}}}")
+    assert error.value.problems == [f"jobs.queues.default.max_backoff: {problem}"]

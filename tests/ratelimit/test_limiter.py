@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import signal
 import time
 
 import pytest
 
+from surge.config import parse
+from surge.config.units import Rate
 from surge.errors import ConfigError
 from surge.ratelimit.limiter import Limiter
 from surge.ratelimit.settings import RateLimitSettings
@@ -115,7 +118,27 @@ def test_bad_settings_are_reported_with_their_location():
     assert "rate_limits.default_plan: unknown plan 'fre' (did you mean 'free'?)" in problems
     assert "rate_limits.algorithm: unknown algorithm 'leaky'" in problems
     assert "rate_limits.on_store_error: expected 'allow' or 'deny'" in problems
-    assert "rate_limits.key: expected 'ip' or 'header:NAME'" in problems
+    assert "rate_limits.key: expected one of ip | header:NAME, got 'cookie'" in problems
+
+
+def test_settings_built_in_code_are_checked_with_the_config_files_words():
+    """One rule, one place: the constructor calls the checks the config model calls, so an
+    app that builds its settings in code reads the sentence `surge check` prints."""
+    with pytest.raises(ValueError, match=re.escape("key: expected one of ip | header:NAME, got")):
+        RateLimitSettings(key="x")
+    with pytest.raises(ValueError, match=r"default_plan: unknown plan 'fre' \(did you mean"):
+        RateLimitSettings(plans={"free": ["10/second"]}, default_plan="fre")
+    with pytest.raises(ConfigError) as error:
+        parse("rate_limits: {plans: {free: [10/second]}, default_plan: fre, key: x}")
+    assert set(error.value.problems) == {
+        "rate_limits.default_plan: unknown plan 'fre' (did you mean 'free'?)",
+        "rate_limits.key: expected one of ip | header:NAME, got 'x'"}
+
+
+def test_settings_take_rates_and_delays_as_written_in_surge_yaml():
+    settings = RateLimitSettings(plans={"free": "10/second"}, default_plan="free",
+                                 algorithm="shaping", max_delay="200ms")
+    assert settings.plans == {"free": (Rate(10, 1.0),)} and settings.max_delay == 0.2
 
 
 def test_hit_local_refuses_a_remote_store(redis_url):
@@ -193,3 +216,20 @@ def test_a_plan_with_several_limits_has_no_shortcut_but_the_same_gate():
     assert gate.table is None
     assert [gate.decide("a", 0.0)[0] for _ in range(11)] == [True] * 10 + [False]
     assert lim.counters()["plans"]["free"]["rejected"] == 1
+
+
+def test_the_settings_take_every_key_of_the_rate_limits_section():
+    """`from_config` hands the section over by name: a key added to the model and not to the
+    settings would be accepted in the file and then dropped."""
+    from dataclasses import fields
+
+    from surge.config.models import RateLimits
+
+    assert set(RateLimits.model_fields) <= {f.name for f in fields(RateLimitSettings)}
+    section = parse("rate_limits: {plans: {free: [10/second]}, default_plan: free, "
+                    "key: 'header:X-Tenant', dry_run: true, trusted_proxies: [10.0.0.0/8], "
+                    "algorithm: fixed_window, on_store_error: deny}").rate_limits
+    assert RateLimitSettings.from_config(section) == RateLimitSettings(
+        plans={"free": (Rate(10, 1.0),)}, default_plan="free", key="header:X-Tenant",
+        dry_run=True, trusted_proxies=("10.0.0.0/8",), algorithm="fixed_window",
+        on_store_error="deny")

@@ -18,6 +18,7 @@ from surge.scaling.groups import GroupSpec
 from surge.scaling.loop import ScalingLoop
 from surge.scaling.membership import NoGateway
 from surge.scaling.metrics import ProcessTree, ServiceTraffic, histogram_quantile
+from surge.scaling.spec import PolicySpec, Rule, Step, Targets
 from surge.scaling.supervisor import Supervisor
 
 SLEEPER = f"{sys.executable} -c 'import time; time.sleep(60)'"
@@ -72,9 +73,9 @@ async def test_a_worker_group_scales_up_on_queue_depth_and_down_to_zero_when_it_
         await queue.enqueue("send_email", _queue="default")
     supervisor = Supervisor(NoGateway(), [GroupSpec("mail", SLEEPER, replicas=0, gateway=False)],
                             grace=2.0)
-    scaling = {"min": 0, "max": 4, "target": {"queue_depth_per_replica": 10},
-               "scale_up": {"max_step": 4},
-               "scale_down": {"stabilization": "0s", "max_step": "100%"}}
+    scaling = PolicySpec(min=0, max=4, targets=Targets(queue_depth_per_replica=10),
+                         scale_up=Rule(0.0, Step(pods=4)),
+                         scale_down=Rule(0.0, Step(percent=100)))
     loop = ScalingLoop(supervisor, {"mail": scaling}, broker=queue.broker,
                        queues=("default",))
     try:

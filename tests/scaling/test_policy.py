@@ -8,9 +8,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from surge.config import parse
 from surge.errors import ConfigError
 from surge.scaling.policy import Sample, ScalingPolicy
-from surge.scaling.spec import PolicySpec, Rule, ScheduleEntry, Step, Targets, parse_step
+from surge.scaling.spec import (
+    PolicySpec,
+    Rule,
+    ScheduleEntry,
+    Step,
+    Targets,
+    group_policies,
+    parse_step,
+    policy_at,
+)
 
 PERIOD = 2.0
 CPU70 = Targets(cpu_percent=70)
@@ -217,22 +227,51 @@ def test_a_queue_worker_without_a_depth_reading_holds():
 @pytest.mark.parametrize(
     ("config", "problem"),
     [
-        ({"min": 3, "max": 2, "target": {"cpu_percent": 70}}, "min <= max"),
-        ({"min": 1, "max": 2, "target": {}}, "at least one target"),
-        ({"min": 0, "max": 2, "target": {"cpu_percent": 70}}, "queue_depth_per_replica"),
+        ({"min": 3, "max": 2, "target": {"cpu_percent": 70}},
+         "scaling.max: max (2) is below min (3)"),
+        ({"min": 1, "max": 2, "target": {}}, "scaling.target: set at least one of cpu_percent, "
+         "inflight_per_replica, p95_latency, queue_depth_per_replica"),
+        ({"min": 0, "max": 2, "target": {"cpu_percent": 70}},
+         "scaling.min: 0 needs a queue_depth_per_replica target to wake on"),
         ({"min": 1, "max": 2, "target": {"cpu_percent": 70},
-          "schedule": [{"cron": "not cron", "min": 1}]}, "invalid cron"),
+          "schedule": [{"cron": "not cron", "min": 1}]},
+         "scaling.schedule[0].cron: invalid cron expression 'not cron'"),
         ({"min": 1, "max": 2, "target": {"cpu_percent": 70},
-          "schedule": [{"cron": "0 8 * * *", "min": 3}]}, "above max"),
+          "schedule": [{"cron": "0 8 * * *", "min": 3}]},
+         "scaling.schedule: schedule[0].min (3) is above max (2)"),
         ({"min": 1, "max": 2, "target": {"cpu_percent": 70},
-          "scale_up": {"max_step": "lots"}}, "max_step"),
+          "scale_up": {"max_step": "lots"}},
+         "scaling.scale_up: max_step must be a count or a percent, got 'lots'"),
         ({"min": 1, "max": 2, "target": {"cpu_percent": 70},
-          "scale_down": {"max_step": -1}}, "max_step"),
+          "scale_down": {"max_step": -1}},
+         "scaling.scale_down: max_step must be a count or a percent, got -1"),
     ],
 )
 def test_an_unusable_scaling_block_is_a_config_error(config, problem):
-    with pytest.raises(ConfigError, match=problem):
+    with pytest.raises(ConfigError) as error:
         PolicySpec.from_config(config)
+    assert error.value.problems == [problem]
+
+
+def test_every_problem_of_a_block_is_reported_at_once():
+    with pytest.raises(ConfigError) as error:
+        PolicySpec.from_config({"min": 3, "max": 2, "target": {},
+                                "schedule": [{"cron": "x", "min": 1}]})
+    assert [p.split(":")[0] for p in error.value.problems] == [
+        "scaling.max", "scaling.target", "scaling.schedule[0].cron"]
+
+
+def test_a_spec_built_in_code_is_checked_with_the_config_files_words():
+    """One rule, one place: PolicySpec's constructor calls the checks the config model calls,
+    so a library user and `surge check` read the same sentence."""
+    with pytest.raises(ValueError, match=r"^max: max \(2\) is below min \(3\)$"):
+        PolicySpec(min=3, max=2, targets=Targets(cpu_percent=70))
+    with pytest.raises(ValueError, match=r"^min: min \(-1\) is below zero \(0\)$"):
+        PolicySpec(min=-1, max=2, targets=Targets(cpu_percent=70))
+    file = "services: {api: {process: {command: 'x {port}'}, scaling: {min: 3, max: 2, " \
+           "target: {cpu_percent: 70}}}}"
+    with pytest.raises(ConfigError, match=r"services\.api\.scaling\.max: max \(2\) is below"):
+        parse(file)
 
 
 def test_from_config_reads_the_surge_yaml_form():
@@ -298,3 +337,46 @@ def test_replicas_always_stay_within_min_and_max(scenario):
             samples.append(Sample(at=now, queue_depth=depth))
         current = policy.decide(samples, current, now).desired
         assert policy_spec.min <= current <= policy_spec.max
+
+
+def test_the_configs_scaling_blocks_become_specs_of_their_groups():
+    config = parse(
+        "services: {api: {process: {command: 'x {port}'}, scaling: {max: 8, "
+        "target: {cpu_percent: 70, p95_latency: 250ms}, scale_down: {max_step: 50%}}},\n"
+        "           web: {process: {command: 'y {port}'}}}\n"
+        "jobs: {broker: 'memory://', workers: {mail: {command: w, scaling: {min: 0, max: 3, "
+        "target: {queue_depth_per_replica: 10}}}}}")
+    assert group_policies(config) == {
+        "api": PolicySpec(min=1, max=8, targets=Targets(cpu_percent=70, p95_latency=0.25),
+                          scale_down=Rule(300.0, Step(percent=50))),
+        "mail": PolicySpec(min=0, max=3, targets=Targets(queue_depth_per_replica=10)),
+    }
+
+
+def test_scale_to_zero_without_a_queue_target_is_refused_with_one_sentence():
+    """`min: 0` cannot wake without a queue target: `surge check` says so at `min` (for
+    services and job workers alike), and so does a spec built from a mapping or in code."""
+    text = (
+        "services: {api: {process: {command: 'x {port}'}, scaling: {min: 0, max: 2, "
+        "target: {cpu_percent: 70}}}}\n"
+        "jobs: {broker: 'memory://', workers: {mail: {command: w, scaling: {min: 0, max: 3, "
+        "target: {cpu_percent: 50}}}}}")
+    wake = "scaling.min: 0 needs a queue_depth_per_replica target to wake on"
+    with pytest.raises(ConfigError) as error:
+        parse(text)
+    assert error.value.problems == [f"services.api.{wake}", f"jobs.workers.mail.{wake}"]
+    with pytest.raises(ConfigError) as error:
+        policy_at("services.api", {"min": 0, "max": 2, "target": {"cpu_percent": 70}})
+    assert error.value.problems == [f"services.api.{wake}"]
+    with pytest.raises(ValueError, match="^min: 0 needs a queue_depth_per_replica target"):
+        PolicySpec(min=0, max=2, targets=CPU70)
+
+
+def test_the_autoscaler_reads_every_target_the_config_offers():
+    """The targets are one list: a target added to the model and not to `Targets` would be
+    accepted in the file and then dropped on the way to the policy."""
+    from dataclasses import fields
+
+    from surge.config.models_services import TargetSpec
+
+    assert list(TargetSpec.model_fields) == [f.name for f in fields(Targets)]

@@ -5,10 +5,16 @@ Only the Protocol lives here; the gateway implements it, tests use a small in-me
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 
 class ControlPlane(Protocol):
+    @property
+    def path(self) -> Path | None:
+        """The config file that `reload` re-reads (None: started without one)."""
+        ...
+
     def services_view(self) -> list[dict]:
         """Every service with its upstreams, e.g. `[{"name": "api", "balance": "p2c",
         "upstreams": [{"address": "127.0.0.1:8101", "weight": 1, "healthy": True,

@@ -12,10 +12,10 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import uvloop
 
+from surge.admin.control import ControlPlane
 from surge.admin.server import AdminServer
 from surge.config import Config, load
 from surge.errors import ConfigError
@@ -104,7 +104,7 @@ async def serve(config: Config, path: Path | None, *, reuse_port: bool = False,
     log.info("stopped")
 
 
-async def reload(control: Any) -> None:
+async def reload(control: ControlPlane) -> None:
     """SIGHUP: re-read the file; an invalid one is refused and the old config keeps serving.
     `control` is the GatewayServer, or the master of `workers: N`."""
     try:

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from surge.config.models import Config
 
 EXIT_INVALID = 2
 
@@ -52,7 +56,7 @@ def run_check(args: argparse.Namespace) -> int:
     return EXIT_WARNINGS if warnings and args.strict else 0
 
 
-def machine_problems(config: object, refusing: bool = False) -> list[str]:
+def machine_problems(config: Config, refusing: bool = False) -> list[str]:
     """What `surge up` would refuse on this machine though the file is valid: a replica
     command not on PATH. `check` only warns (PATH differs between machines); `up` refuses."""
     from surge.errors import ConfigError

@@ -18,9 +18,12 @@ from pydantic import (
     Field,
     PlainSerializer,
     PlainValidator,
+    ValidationError,
     WithJsonSchema,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from surge.config.checks import CLIENT_KEY_FORMS, TOKEN, check_request_key
 from surge.config.units import parse_duration, parse_rate, parse_size
 
 
@@ -32,6 +35,13 @@ def _unit_schema(kind: str, examples: list[str], number: str) -> WithJsonSchema:
             {"type": "number", "minimum": 0, "description": number},
         ]
     })
+
+
+def problem_at(key: str, value: Any, error: ValueError) -> ValidationError:
+    """A model validator's problem reported at one of its keys rather than at the model, for
+    a rule that must see several keys but is about one of them."""
+    return ValidationError.from_exception_data("problem", [InitErrorDetails(
+        type=PydanticCustomError("check", str(error)), loc=(key,), input=value)])
 
 
 class SurgeModel(BaseModel):
@@ -188,12 +198,8 @@ Method = Annotated[
     WithJsonSchema({"type": "string", "description": "an HTTP method, e.g. GET"}),
 ]
 
-# RFC 9110 token characters: what a header or cookie name may contain.
-_TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
-
-
 def check_token(value: str) -> str:
-    if not _TOKEN.match(value):
+    if not TOKEN.match(value):
         raise ValueError(f"{value!r} is not a valid header or cookie name")
     return value
 
@@ -207,10 +213,7 @@ def request_key(
     forms = [*plain, *(f"{p}:NAME" for p in prefixed)]
 
     def check(value: str) -> str:
-        kind, sep, name = value.partition(":")
-        if (not sep and kind in plain) or (sep and kind in prefixed and _TOKEN.match(name)):
-            return value
-        raise ValueError(f"expected one of {' | '.join(forms)}, got {value!r}")
+        return check_request_key(value, plain, prefixed)
 
     return (AfterValidator(check),
             WithJsonSchema({"type": "string", "description": " | ".join(forms)}))
@@ -219,7 +222,7 @@ def request_key(
 _HASH_CHECK, _HASH_SCHEMA = request_key(("ip", "path"), ("header", "cookie"))
 HashKey = Annotated[str, _HASH_CHECK, _HASH_SCHEMA]
 """What `balance: hash` hashes on."""
-_CLIENT_CHECK, _CLIENT_SCHEMA = request_key(("ip",), ("header",))
+_CLIENT_CHECK, _CLIENT_SCHEMA = request_key(*CLIENT_KEY_FORMS)
 ClientKey = Annotated[str, _CLIENT_CHECK, _CLIENT_SCHEMA]
 """Who a request counts against for rate limiting."""
 

@@ -9,9 +9,7 @@ not decided here but in `support.py`."""
 
 from __future__ import annotations
 
-import difflib
-import ipaddress
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import (
@@ -24,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from surge.config.checks import check_absolute, check_networks, check_not_below, check_reference
 from surge.config.fields import (
     Address,
     Addresses,
@@ -37,6 +36,8 @@ from surge.config.fields import (
     split_address,
 )
 from surge.config.models_services import ScalingSpec, Service
+from surge.ratelimit.algorithms import ALGORITHMS
+from surge.ratelimit.settings import ON_STORE_ERROR
 
 DEFAULT_PLANS = {"anonymous": ["60/minute"]}
 _WILDCARD_HOSTS = {"0.0.0.0", "::", "*", ""}
@@ -139,7 +140,7 @@ class RouteRateLimit(SurgeModel):
     @classmethod
     def _known_plan(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None:
-            _check_reference(value, "plan", (info.context or {}).get("plans"))
+            check_reference(value, "plan", (info.context or {}).get("plans"))
         return value
 
 
@@ -173,6 +174,8 @@ class Route(SurgeModel):
     """A rule that picks a service; the longest matching prefix wins, then host, methods,
     headers."""
 
+    name: Name | None = None
+    """What canaries, SLOs and per-route metrics call this route, e.g. `api`; unique."""
     prefix: str
     """Path prefix the request path starts with."""
     host: str | None = None
@@ -197,9 +200,7 @@ class Route(SurgeModel):
     @field_validator("prefix")
     @classmethod
     def _absolute(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError(f"must start with '/', got {value!r}")
-        return value
+        return check_absolute(value)
 
     def match_key(self) -> tuple:
         """What the route matches on: two routes with equal keys match the same requests."""
@@ -218,25 +219,25 @@ class Route(SurgeModel):
     @field_validator("service")
     @classmethod
     def _known_service(cls, value: str, info: ValidationInfo) -> str:
-        _check_reference(value, "service", (info.context or {}).get("services"))
+        check_reference(value, "service", (info.context or {}).get("services"))
         return value
 
 
-def _check_reference(name: str, kind: str, known: set[str] | None) -> None:
-    """Raise when `name` is not among `known` (None: the names are unknown, do not check)."""
-    if known is None or name in known:
-        return
-    if not known:
-        raise ValueError(f"unknown {kind} {name!r} (no {kind}s are defined)")
-    close = difflib.get_close_matches(name, sorted(known), n=1)
-    hint = f"did you mean {close[0]!r}?" if close else f"defined: {', '.join(sorted(known))}"
-    raise ValueError(f"unknown {kind} {name!r} ({hint})")
+# The rate limiting algorithms and store-error choices are read from the limiter's own
+# tables. `shaping` holds a request back for its delay, which only the library's middleware
+# does: the gateway answers at once, so the file cannot ask for it.
+if TYPE_CHECKING:
+    Algorithm = str
+    OnStoreError = str
+else:
+    Algorithm = Literal[tuple(name for name in ALGORITHMS if name != "shaping")]
+    OnStoreError = Literal[ON_STORE_ERROR]
 
 
 class RateLimits(SurgeModel):
     """Rate limiting plans and how requests are counted."""
 
-    algorithm: Literal["gcra", "sliding_window", "fixed_window"] = "gcra"
+    algorithm: Algorithm = "gcra"
     """gcra (a token bucket), sliding_window or fixed_window."""
     key: ClientKey = "ip"
     """Who a request counts against when it carries no API key: ip | header:NAME."""
@@ -246,7 +247,7 @@ class RateLimits(SurgeModel):
     """Named lists of rates; a request must fit every rate of its plan."""
     default_plan: str = "anonymous"
     """Plan for requests without an API key."""
-    on_store_error: Literal["allow", "deny"] = "allow"
+    on_store_error: OnStoreError = "allow"
     """What to do when the shared store cannot be reached."""
     dry_run: bool = False
     """Count and log would-be rejections but reject nothing (to tune limits on real traffic)."""
@@ -257,17 +258,13 @@ class RateLimits(SurgeModel):
     @classmethod
     def _known_plan(cls, value: str, info: ValidationInfo) -> str:
         plans = info.data.get("plans")
-        _check_reference(value, "plan", None if plans is None else set(plans))
+        check_reference(value, "plan", None if plans is None else set(plans))
         return value
 
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
-        for cidr in value:
-            try:
-                ipaddress.ip_network(cidr, strict=False)
-            except ValueError:
-                raise ValueError(f"{cidr!r} is not an IP network like 10.0.0.0/8") from None
+        check_networks(value)
         return value
 
 
@@ -287,8 +284,8 @@ class QueueSpec(SurgeModel):
     @classmethod
     def _not_below_backoff(cls, value: float, info: ValidationInfo) -> float:
         backoff = info.data.get("backoff")
-        if backoff is not None and value < backoff:
-            raise ValueError(f"max_backoff ({value:g}s) is below backoff ({backoff:g}s)")
+        if backoff is not None:
+            check_not_below(value, backoff, "max_backoff", "backoff", "s")
         return value
 
 
@@ -372,6 +369,16 @@ class Config(SurgeModel):
     @classmethod
     def _store_url(cls, value: str) -> str:
         return check_store_url(value)
+
+    @field_validator("routes")
+    @classmethod
+    def _distinct_names(cls, value: list[Route]) -> list[Route]:
+        named: dict[str, int] = {}
+        for i, route in enumerate(value):
+            if route.name is not None and named.setdefault(route.name, i) != i:
+                raise ValueError(f"routes[{i}] takes the name {route.name!r} of "
+                                 f"routes[{named[route.name]}]; route names are unique")
+        return value
 
     def warnings(self) -> list[str]:
         """Keys that are valid but have no effect as written."""

@@ -6,11 +6,18 @@ route naming a service) are checked in `models.py`; runtime support in `support.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from croniter import croniter
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from surge.config.checks import (
+    check_absolute,
+    check_any_set,
+    check_cron,
+    check_floors,
+    check_not_below,
+    check_wakes,
+)
 from surge.config.fields import (
     Address,
     Duration,
@@ -18,7 +25,9 @@ from surge.config.fields import (
     StatusRange,
     SurgeModel,
     check_token,
+    problem_at,
 )
+from surge.upstreams.balancers import BALANCERS
 
 
 class UpstreamSpec(SurgeModel):
@@ -80,9 +89,7 @@ class HealthSpec(SurgeModel):
     @field_validator("path")
     @classmethod
     def _absolute(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError(f"must start with '/', got {value!r}")
-        return value
+        return check_absolute(value)
 
     @field_validator("timeout")
     @classmethod
@@ -132,8 +139,7 @@ class TargetSpec(SurgeModel):
 
     @model_validator(mode="after")
     def _at_least_one(self) -> TargetSpec:
-        if all(value is None for _, value in self):
-            raise ValueError(f"set at least one of {', '.join(type(self).model_fields)}")
+        check_any_set(dict(self))
         return self
 
 
@@ -191,9 +197,7 @@ class ScheduleEntry(SurgeModel):
     @field_validator("cron")
     @classmethod
     def _valid_cron(cls, value: str) -> str:
-        if not croniter.is_valid(value):
-            raise ValueError(f"invalid cron expression {value!r}")
-        return value
+        return check_cron(value)
 
 
 class ScalingSpec(SurgeModel):
@@ -216,21 +220,32 @@ class ScalingSpec(SurgeModel):
     @classmethod
     def _not_below_min(cls, value: int, info: ValidationInfo) -> int:
         low = info.data.get("min")
-        if low is not None and value < low:
-            raise ValueError(f"max ({value}) is below min ({low})")
+        if low is not None:
+            check_not_below(value, low, "max", "min")
         return value
 
     @field_validator("schedule")
     @classmethod
     def _floors_within_max(cls, value: list[ScheduleEntry], info: ValidationInfo) -> list:
         high = info.data.get("max")
-        for i, entry in enumerate(value):
-            if high is not None and entry.min > high:
-                raise ValueError(f"schedule[{i}].min ({entry.min}) is above max ({high})")
+        if high is not None:
+            check_floors((entry.min for entry in value), high)
         return value
 
+    @model_validator(mode="after")
+    def _wakes(self) -> ScalingSpec:
+        # The rule is about `min`, so it is reported there, though it needs `target` to decide.
+        try:
+            check_wakes(self.min, self.target.queue_depth_per_replica)
+        except ValueError as exc:
+            raise problem_at("min", self.min, exc) from None
+        return self
 
-Balance = Literal["p2c", "round_robin", "weighted", "least_conn", "hash", "random"]
+
+if TYPE_CHECKING:
+    Balance = str
+else:  # the balancers' own table is the list of names: a new strategy needs no edit here
+    Balance = Literal[tuple(BALANCERS)]
 
 
 class Service(SurgeModel):

@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Final
 
 from surge.errors import BadPath
 from surge.gateway import recovery
 from surge.gateway.hedge import HedgeLeg
-from surge.gateway.policy import Answer, Verdict
+from surge.gateway.policy import Answer, BodyWatcher, Identity, Reply, Verdict
 from surge.gateway.request_ids import REQUEST_IDS
 from surge.http import headers as h
 from surge.http.flow import HOLDING, POLICY_WAIT
@@ -40,6 +41,7 @@ log: Final = logging.getLogger("surge.gateway")
 # A request body up to this size is kept after sending, so the request can be replayed.
 REPLAY_BUFFER: Final = 64 * 1024
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+_PHRASES: Final = {status.value: status.phrase.encode() for status in HTTPStatus}
 
 
 class Exchange(Caller):
@@ -89,6 +91,14 @@ class Exchange(Caller):
     hedge_timer: asyncio.TimerHandle | None = None
     extra_headers = b""  # response header lines added by policies, each ending in CRLF
     informed = False  # a 1xx was forwarded: the client acts on this upstream's answer
+    # The policy chain's state (see policy.py): how many of the route's policies let the
+    # request go on (their after-hooks run, in reverse), who the caller is, the target and
+    # the service the policies leave for the upstream head, the response body's watchers.
+    passed = 0
+    identity: Identity | None = None
+    upstream_target = b""
+    watchers: list[BodyWatcher] | None = None
+    answered_here = False  # the gateway answered (an error, a policy's reply), not an upstream
 
     def __init__(self, client: ClientConnection, started: float) -> None:
         # `downstream` (the Caller's) is the same connection, as the upstream side knows it.
@@ -157,29 +167,37 @@ class Exchange(Caller):
         if sent is not raw:  # `normalize` returns its argument when it is already normal
             target = sent.encode("latin-1") + (target[q:] if q >= 0 else b"")
         self.service = gw.snapshot.services[route.service]
-        self.head = self.upstream_head(target)
         if route.policies:
+            self.upstream_target = target  # the policies may change it, and the headers
             self.run_policies(0)
-        elif self.expect:
+            return
+        self.head = self.upstream_head(target)
+        if self.expect:
             self.proceed()
         else:
             self.dispatch()
 
     def run_policies(self, index: int) -> None:
-        """Run the route's policies from `index`; the first answer ends the request here."""
+        """Run the route's policies from `index`; the first answer ends the request here.
+        Once all let it go on, its upstream head is built from what they left."""
         policies = self.routed().policies
         while index < len(policies):
             verdict = policies[index].before(self)
             index += 1
             if verdict is None:
+                self.passed = index
                 continue
             if isinstance(verdict, Answer):
                 self.answer(verdict)
+                return
+            if isinstance(verdict, Reply):
+                self.reply(verdict)
                 return
             task = asyncio.ensure_future(verdict)
             task.add_done_callback(functools.partial(self.policy_settled, index=index))
             self.client.pause_reading_for(POLICY_WAIT)
             return
+        self.head = self.upstream_head(self.upstream_target)
         self.proceed()
 
     def policy_settled(self, task: asyncio.Future[Verdict], index: int) -> None:
@@ -192,10 +210,13 @@ class Exchange(Caller):
             log.exception("policy %s failed", self.routed().policies[index - 1])
             self.fail(p.POLICY_ERROR, "a gateway policy failed")
             return
-        if verdict is not None:
-            self.answer(verdict)
-        else:
+        if verdict is None:
+            self.passed = index
             self.run_policies(index)
+        elif isinstance(verdict, Reply):
+            self.reply(verdict)
+        else:
+            self.answer(verdict)
 
     def answer(self, verdict: Answer) -> None:
         self.fail(verdict.problem, verdict.detail, headers=verdict.headers)
@@ -204,6 +225,39 @@ class Exchange(Caller):
         if self.expect and not self.req_done:
             self.client.write(_CONTINUE)
         self.dispatch()
+
+    def run_after(self, status: int, block: bytes) -> None:
+        """The after-hooks, in reverse, of the policies that let this request go on."""
+        policies = self.routed().policies
+        index = self.passed
+        while index:
+            index -= 1
+            policies[index].after(self, status, block)
+
+    # -- what policies may change before the upstream head is built -------------------------
+
+    def set_request_header(self, name: bytes, value: bytes | None) -> None:
+        """Send `name: value` upstream in place of whatever the client sent under that name
+        (None: remove it), so a forwarded claim cannot be spoofed by the client."""
+        lname = name.lower()
+        self.headers = [(n, v) for n, v in self.headers if n.lower() != lname]
+        if value is not None:
+            self.headers.append((name, value))
+
+    def use_service(self, name: str) -> bool:
+        """Send this request to service `name` instead of the route's (a split, a canary);
+        False, and nothing changed, when the current snapshot has no such service."""
+        service = self.client.gw.snapshot.services.get(name)
+        if service is None:
+            return False
+        self.service = service
+        return True
+
+    def watch(self, watcher: BodyWatcher) -> None:
+        """Let `watcher` see the upstream's response body (called from an after-hook)."""
+        if self.watchers is None:
+            self.watchers = []
+        self.watchers.append(watcher)
 
     def routed(self) -> RouteRuntime:
         """The route, read where only a routed request can be (policies, hedging, deadlines
@@ -371,6 +425,8 @@ class Exchange(Caller):
             return
         self.status = status
         self.deadline = 0.0
+        if self.passed:
+            self.run_after(status, head.block)
         client = self.client
         extra = self.extra_headers
         service = self.service
@@ -431,6 +487,10 @@ class Exchange(Caller):
         if self.status == 0:
             return
         self.sent_bytes += len(data)
+        watchers = self.watchers
+        if watchers is not None:
+            for watcher in watchers:
+                watcher.body(data)
         data = h.chunk(data) if self.out_chunked else data
         out = self.client.out
         if out is not None:
@@ -615,19 +675,58 @@ class Exchange(Caller):
             self.keep_alive = False  # too much (or an unknown amount of) unread body: close
         body = problem_document(problem, detail, request_id=(self.request_id or b"-").decode())
         response = problem_response(problem, body, extra, close=not self.keep_alive)
+        self.answered_here = True
+        end = response.index(b"\r\n\r\n")
+        if self.passed:
+            self.run_after(problem.status, response[response.index(b"\r\n"):end])
         if self.extra_headers:  # headers policies added (e.g. RateLimit) go on errors too
-            end = response.index(b"\r\n\r\n") + 2
-            response = response[:end] + self.extra_headers + response[end:]
+            response = response[:end + 2] + self.extra_headers + response[end + 2:]
         client.write(response)
+        self.answered()
+
+    def reply(self, answer: Reply) -> None:
+        """Answer with a policy's whole response (a cached one, a preflight, a token)."""
+        status = self.status = answer.status
+        self.answered_here = True
+        block = b"".join([b"\r\n%s: %s" % (name, value) for name, value in answer.headers])
+        if self.passed:
+            self.run_after(status, block)
+        if not self.req_done and (self.chunked or self.length - self.received > REPLAY_BUFFER):
+            self.keep_alive = False  # as in fail(): too much unread body
+        if status < 200 or status == 204 or status == 304:  # no body, no length (RFC 9110)
+            body = framing = b""
+        else:
+            body = b"" if self.method == b"HEAD" else answer.body
+            framing = b"\r\nContent-Length: %d" % len(answer.body)
+        if not self.keep_alive:
+            framing += b"\r\nConnection: close"
+        elif not self.http11:
+            framing += b"\r\nConnection: keep-alive"
+        # A reply keeps a Date of its own (a cached response's); any other is dated now.
+        dated = any(name.lower() == b"date" for name, _ in answer.headers)
+        self.client.write(b"HTTP/1.1 %d %s\r\nX-Request-ID: %s%s%s\r\n%s%s\r\n%s" % (
+            status, _PHRASES.get(status, b""), self.request_id, block, framing,
+            b"" if dated else h.DATE.line, self.extra_headers, body))
+        self.answered()
+
+    def answered(self) -> None:
+        """The gateway's own answer is written: account, and move on once the request is
+        read (or the connection closes)."""
         self.responded = True
         self.deadline = 0.0
+        client = self.client
         now = client.gw.now()
         self.account(now)
         if self.req_done or not self.keep_alive:
             client.exchange_done(self, now)
 
     def finish(self, ok: bool, now: float = 0.0) -> None:
+        """The upstream's response is complete."""
         now = now or self.client.gw.now()
+        watchers = self.watchers
+        if watchers is not None:
+            for watcher in watchers:
+                watcher.end()
         self.leave_upstream(ok, now)
         self.responded = True
         self.account(now)

@@ -21,7 +21,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 
 from surge.admin.http import Request, Response, json_response
 from surge.errors import ClientError, NotFound, Unauthorized
-from surge.gateway.policy import Answer, RoutePolicy, Verdict
+from surge.gateway.policy import Answer, Identity, RoutePolicy, Verdict, claimed
 from surge.observe.problem import RATE_LIMITED, UNAUTHORIZED
 from surge.ratelimit.identity import Identifier
 from surge.ratelimit.keys import KeyInfo, open_key_store
@@ -51,16 +51,22 @@ class RateLimitPolicy(RoutePolicy):
     never reads; checked in C), its identity comes from a per-address cache, and a key with
     its whole quota takes the limiter gate's shortcut inline: one float compared and stored,
     prebuilt header lines. Everything else goes through `identify` and the gate's `decide`,
-    or the remote store."""
+    or the remote store.
+
+    A caller an earlier policy identified (`exchange.identity`) is counted as its key on its
+    plan. An API key this policy finds becomes the exchange's identity. `Authorization` is
+    read for a `Bearer` API key only when no earlier policy of the route claims it (a JWT is
+    not an API key)."""
 
     __slots__ = ("limiter", "identifier", "wanted", "trusts_proxies", "by_peer", "plain",
                  "plan", "cost", "gates", "limited", "table", "step", "lines", "counts")
 
-    def __init__(self, limiting: RateLimiting, plan: str | None = None, cost: int = 1) -> None:
+    def __init__(self, limiting: RateLimiting, plan: str | None = None, cost: int = 1,
+                 claimed: frozenset[bytes] = frozenset()) -> None:
         self.limiter = limiter = limiting.limiter
         self.identifier = identifier = limiting.identifier
         # the only request headers identification may read (lower-case, as bytes)
-        self.wanted = {b"authorization", b"x-api-key"}
+        self.wanted = {b"authorization", b"x-api-key"} - claimed
         if identifier.header is not None:
             self.wanted.add(identifier.header.encode("latin-1"))
         self.trusts_proxies = bool(identifier.trusted.networks)
@@ -80,6 +86,9 @@ class RateLimitPolicy(RoutePolicy):
         self.counts = gate.plan if gate is not None else None
 
     def before(self, exchange: Exchange) -> Verdict | Awaitable[Verdict]:
+        known = exchange.identity
+        if known is not None:
+            return self.decided(exchange, known.key, self.plan_of(known.plan))
         plain = self.plain
         if plain is None or not plain.issuperset(map(_NAME, exchange.headers)):
             return self.identified(exchange)
@@ -125,9 +134,16 @@ class RateLimitPolicy(RoutePolicy):
                 plain.add(name)
         if self.trusts_proxies and exchange.xff:
             found["x-forwarded-for"] = exchange.xff.decode("latin-1")
-        identity, key_plan = self.identifier.identify(found.get, exchange.client.ip.decode())
-        # no key, or the key's plan left the config: the route's plan
-        return identity, key_plan if key_plan in self.limited else self.plan
+        key = self.identifier.key(found.get)
+        if key is None:
+            return self.identifier.anonymous(found.get, exchange.client.ip.decode()), self.plan
+        plan = self.plan_of(key.plan)
+        exchange.identity = Identity("key:" + key.id, key.name, plan)
+        return exchange.identity.key, plan
+
+    def plan_of(self, plan: str | None) -> str:
+        """The caller's plan, or the route's when it has none or one that left the config."""
+        return plan if plan is not None and plan in self.limited else self.plan
 
     def peer_identity(self, ip: bytes) -> str:
         by_peer = self.by_peer
@@ -153,14 +169,14 @@ class RateLimiting:
         self.registry = KeyRegistry(self.keys).start()
         self.identifier = Identifier(self.limiter.settings, self.registry)
 
-    def policies(self, route: Any) -> tuple[RoutePolicy, ...]:
-        """The policies `build_snapshot` puts on `route` (a `routes[*]` spec)."""
+    def policy(self, route: Any, earlier: tuple[RoutePolicy, ...]) -> RoutePolicy | None:
+        """The `rate_limit` stage of `route` (a `routes[*]` spec), after `earlier` stages."""
         choice = route.rate_limit
         if choice is False:
-            return ()
+            return None
         if choice is True:
-            return (RateLimitPolicy(self),)
-        return (RateLimitPolicy(self, choice.plan, choice.cost),)
+            return RateLimitPolicy(self, claimed=claimed(earlier))
+        return RateLimitPolicy(self, choice.plan, choice.cost, claimed(earlier))
 
     async def close(self) -> None:
         self.registry.stop()

@@ -17,7 +17,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from surge.config import Config, load
 from surge.errors import ClientError, NotFound
 from surge.gateway.client import ClientConnection
-from surge.gateway.policy import RoutePolicy
+from surge.gateway.policy import PolicySource, RoutePolicy, chain
 from surge.gateway.ratelimit import RateLimitCollector, RateLimiting, in_use, signature
 from surge.gateway.snapshot import Snapshot, build_snapshot
 from surge.http.headers import DATE
@@ -65,6 +65,9 @@ class GatewayServer:
         self.registry.register(GatewayCollector(  # type: ignore[arg-type]
             self.stats, lambda: self.snapshot.services.values(), lambda: len(self.connections),
             lambda: self.active))
+        # Each stage of the policy chain in use (policy.STAGES) -> what builds its policy for
+        # a route; a feature adds its source when the config turns it on.
+        self.policy_sources: dict[str, PolicySource] = {}
         self.rate_limiting: RateLimiting | None = None
         self.rate_limit_stats = RateLimitCollector(lambda: self.rate_limiting)
         self.registry.register(self.rate_limit_stats)  # type: ignore[arg-type]
@@ -118,8 +121,7 @@ class GatewayServer:
                 self.probers.pop(name).stop()
 
     def policies(self, route: Any) -> tuple[RoutePolicy, ...]:
-        limiting = self.rate_limiting
-        return limiting.policies(route) if limiting is not None else ()
+        return chain(route, self.policy_sources)
 
     def set_rate_limiting(self, config: Config) -> None:
         """Build the limiter, key registry and identifier once; a reload keeps them (and their
@@ -130,6 +132,10 @@ class GatewayServer:
         if current is not None and wanted and current.signature == signature(config, base):
             return
         self.rate_limiting = RateLimiting(config, base) if wanted else None
+        if self.rate_limiting is not None:
+            self.policy_sources["rate_limit"] = self.rate_limiting.policy
+        else:
+            self.policy_sources.pop("rate_limit", None)
         if current is not None:
             self.rate_limit_stats.retire(current)
             self.loop.create_task(current.close())

@@ -8,9 +8,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from surge.config import Config
+from surge.config.models import Route as RouteSpec
 from surge.gateway.hedge import P95_FALLBACK, p95
 from surge.gateway.policy import RoutePolicy
 from surge.observe.metrics import BUCKETS, GatewayStats, RouteStats
@@ -21,14 +21,17 @@ log = logging.getLogger("surge.gateway")
 
 
 class RouteRuntime:
-    """A configured route plus what the gateway keeps per route (its counters)."""
+    """A configured route (`spec`, its validated config model) plus what the gateway keeps
+    per route (its counters)."""
 
-    __slots__ = ("spec", "prefix", "host", "methods", "headers", "service", "strip_prefix",
-                 "label", "stats", "policies", "timeout", "hedge_delay", "hedge_p95")
+    __slots__ = ("spec", "name", "prefix", "host", "methods", "headers", "service",
+                 "strip_prefix", "label", "stats", "policies", "timeout", "hedge_delay",
+                 "hedge_p95")
 
-    def __init__(self, spec: Any, stats: GatewayStats,
+    def __init__(self, spec: RouteSpec, stats: GatewayStats,
                  policies: tuple[RoutePolicy, ...] = ()) -> None:
         self.spec = spec
+        self.name: str | None = spec.name  # what canaries, SLOs and policies call it
         self.prefix = spec.prefix
         self.host = spec.host
         self.methods = spec.methods
@@ -39,11 +42,10 @@ class RouteRuntime:
         self.stats: RouteStats = stats.route(self.label, spec.service)
         self.policies = policies
         self.timeout = spec.timeout
-        hedge = spec.hedge
-        self.hedge_p95 = hedge is not None and hedge.delay == "p95"
+        delay = spec.hedge.delay if spec.hedge is not None else None
+        self.hedge_p95 = delay == "p95"
         # None: no hedging. With `delay: p95` the gateway's maintenance keeps it current.
-        self.hedge_delay: float | None = (
-            None if hedge is None else P95_FALLBACK if self.hedge_p95 else hedge.delay)
+        self.hedge_delay: float | None = P95_FALLBACK if delay == "p95" else delay
 
     def refresh_hedge_delay(self) -> None:
         if self.hedge_p95:
@@ -76,7 +78,8 @@ class Snapshot:
 def build_snapshot(config: Config, previous: Snapshot | None, stats: GatewayStats,
                    connect_timeout: float, now: float,
                    dynamic: dict[str, dict[str, int | None]] | None = None,
-                   policies: Callable[[Any], tuple[RoutePolicy, ...]] | None = None) -> Snapshot:
+                   policies: Callable[[RouteSpec], tuple[RoutePolicy, ...]] | None = None,
+                   ) -> Snapshot:
     """The snapshot for `config`, reusing the services of `previous`. Changes made through the
     admin API survive reloads: `dynamic` maps service -> address -> weight, or None for an
     upstream removed there."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from surge.config.checks import check_not_below
 from surge.config.units import parse_duration
 from surge.errors import JobError
 from surge.jobs.broker import Broker, broker_from_url
@@ -35,6 +36,9 @@ class JobOptions:
     backoff: float = 1.0
     max_backoff: float = 600.0
     timeout: float = 300.0
+
+    def __post_init__(self) -> None:  # the config model's rule, for options given in code
+        check_not_below(self.max_backoff, self.backoff, "max_backoff", "backoff", "s")
 
     def merged(self, **overrides: Any) -> JobOptions:
         given = {k: v for k, v in overrides.items() if v is not None}

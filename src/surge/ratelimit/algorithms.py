@@ -295,9 +295,11 @@ ALGORITHMS: dict[str, type[RateLimitPolicy]] = {
 def make_policy(algorithm: str, rates: tuple[Rate, ...] | list[Rate],
                 **options: Any) -> RateLimitPolicy:
     """The policy for `algorithm` (one of ALGORITHMS) over `rates`."""
-    try:
-        cls = ALGORITHMS[algorithm]
-    except KeyError:
+    return ALGORITHMS[check_algorithm(algorithm)](rates, **options)
+
+
+def check_algorithm(name: str) -> str:
+    if name not in ALGORITHMS:
         known = ", ".join(ALGORITHMS)
-        raise ValueError(f"unknown algorithm {algorithm!r} (expected one of: {known})") from None
-    return cls(rates, **options)
+        raise ValueError(f"unknown algorithm {name!r} (expected one of: {known})")
+    return name

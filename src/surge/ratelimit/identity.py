@@ -3,6 +3,11 @@ else `rate_limits.key` (`ip`: the client address, believing `X-Forwarded-For` on
 trusted proxies; or `header:NAME`) on the default plan. An API key that is present but
 invalid or revoked is a 401, never anonymous access. Pure apart from the registry lookup,
 which is in-memory.
+
+In the gateway, this is the fallback: a caller an earlier policy identified (an auth policy's
+JWT subject) is counted as that policy said, and when a route's auth policy claims the
+`Authorization` header, a `Bearer` token there is never read as an API key
+(`gateway/ratelimit.py`).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import ipaddress
 from collections.abc import Callable, Iterable
 
 from surge.errors import Unauthorized
-from surge.ratelimit.keys import extract_api_key
+from surge.ratelimit.keys import KeyInfo, extract_api_key
 from surge.ratelimit.registry import KeyRegistry
 from surge.ratelimit.settings import RateLimitSettings
 
@@ -57,14 +62,25 @@ class Identifier:
 
     def identify(self, get: HeaderGet, peer: str) -> tuple[str, str | None]:
         """`get` looks a header up by lower-case name. Raises Unauthorized for a bad key."""
-        raw = extract_api_key(get)
-        if raw is not None:
-            info = self.registry.lookup(raw) if self.registry is not None else None
-            if info is None:
-                raise Unauthorized("invalid or revoked API key")
+        info = self.key(get)
+        if info is not None:
             return "key:" + info.id, info.plan
+        return self.anonymous(get, peer), None
+
+    def key(self, get: HeaderGet) -> KeyInfo | None:
+        """The API key the request carries, None without one; Unauthorized for a bad one."""
+        raw = extract_api_key(get)
+        if raw is None:
+            return None
+        info = self.registry.lookup(raw) if self.registry is not None else None
+        if info is None:
+            raise Unauthorized("invalid or revoked API key")
+        return info
+
+    def anonymous(self, get: HeaderGet, peer: str) -> str:
+        """Who a request without an API key counts as: `rate_limits.key`."""
         if self.header is not None:
             value = get(self.header)
             if value:
-                return "header:" + value, None
-        return "ip:" + client_address(peer, get("x-forwarded-for"), self.trusted), None
+                return "header:" + value
+        return "ip:" + client_address(peer, get("x-forwarded-for"), self.trusted)

@@ -1,96 +1,98 @@
-"""The `rate_limits` section of surge.yaml as the limiter needs it, validated with locations.
+"""How rate limiting is set up, as one immutable value: the plans, the algorithm, who a request
+counts against, what to do when the store fails. Pure: no I/O.
 
-Accepts a plain mapping (the YAML as loaded, or a library user's dict) or any object with the
-same attributes (the pydantic model from `surge.config`). Pure: no I/O.
+Built directly by a library user (`RateLimitSettings(plans={"free": ["10/second"]})`, rates
+and `max_delay` written as in surge.yaml or already parsed), or by `from_config` from the
+`rate_limits` section (the validated config model, or a mapping in its form). Either way the
+values are checked here, by the functions the config models call (`surge.config.checks`), so
+there is one rule per value and a nonsense one is a ValueError with the file's words.
 """
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any
 
+from surge.config.checks import (
+    CLIENT_KEY_FORMS,
+    InvalidValues,
+    Problems,
+    check_networks,
+    check_one_of,
+    check_reference,
+    check_request_key,
+    unknown_name,
+)
 from surge.config.units import Rate, parse_duration, parse_rate
-from surge.errors import ConfigError, UnitError
-from surge.ratelimit.algorithms import ALGORITHMS
+from surge.errors import ConfigError
+from surge.ratelimit.algorithms import check_algorithm
 
 DEFAULT_PLANS = {"anonymous": (Rate(60, 60.0),)}
+ON_STORE_ERROR = ("allow", "deny")
 
 
 @dataclass(frozen=True)
 class RateLimitSettings:
-    plans: dict[str, tuple[Rate, ...]] = field(default_factory=lambda: dict(DEFAULT_PLANS))
+    # Written forms (`"10/second"`, a lone rate, `"500ms"`) become their parsed values in
+    # `__post_init__`, so after construction `plans` is dict[str, tuple[Rate, ...]] and
+    # `max_delay` seconds.
+    plans: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_PLANS))
     default_plan: str = "anonymous"
     algorithm: str = "gcra"
     key: str = "ip"  # ip | header:NAME -- who a request without an API key counts against
     on_store_error: str = "allow"  # allow | deny
     dry_run: bool = False  # count and log would-be rejections, reject nothing
-    max_delay: float = 1.0  # shaping: the longest a request may be held
-    trusted_proxies: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For is believed
+    max_delay: Any = 1.0  # shaping: the longest a request may be held (seconds)
+    trusted_proxies: Sequence[str] = ()  # CIDRs whose X-Forwarded-For is believed
+
+    def __post_init__(self) -> None:
+        problems = Problems()
+        plans = _plans(self.plans, problems)
+        if plans:
+            problems.check("default_plan", check_reference, self.default_plan, "plan", plans)
+        problems.check("algorithm", check_algorithm, self.algorithm)
+        problems.check("key", check_request_key, self.key, *CLIENT_KEY_FORMS)
+        problems.check("on_store_error", check_one_of, self.on_store_error, ON_STORE_ERROR)
+        max_delay = problems.check("max_delay", parse_duration, self.max_delay)
+        problems.check("trusted_proxies", check_networks, self.trusted_proxies)
+        problems.raise_any()
+        object.__setattr__(self, "plans", plans)
+        object.__setattr__(self, "max_delay", max_delay)
+        object.__setattr__(self, "trusted_proxies", tuple(self.trusted_proxies))
 
     @classmethod
     def from_config(cls, section: Any, where: str = "rate_limits") -> RateLimitSettings:
-        """Build from the config section; every problem is reported with its location."""
-        get = section.get if isinstance(section, Mapping) else (
-            lambda name, default=None: getattr(section, name, default)
-        )
-        problems: list[str] = []
-        plans = _plans(get("plans", None), f"{where}.plans", problems)
-        default_plan = get("default_plan", None) or "anonymous"
-        if plans and default_plan not in plans:
-            problems.append(f"{where}.default_plan: {unknown_plan(default_plan, plans)}")
-        algorithm = get("algorithm", None) or "gcra"
-        if algorithm not in ALGORITHMS:
-            problems.append(
-                f"{where}.algorithm: unknown algorithm {algorithm!r} "
-                f"(expected one of: {', '.join(ALGORITHMS)})"
-            )
-        key = get("key", None) or "ip"
-        if key != "ip" and not (key.startswith("header:") and len(key) > 7):
-            problems.append(f"{where}.key: expected 'ip' or 'header:NAME', got {key!r}")
-        on_error = get("on_store_error", None) or "allow"
-        if on_error not in ("allow", "deny"):
-            problems.append(f"{where}.on_store_error: expected 'allow' or 'deny', got {on_error!r}")
-        max_delay = 1.0
+        """From the `rate_limits` section: the config model (already valid) or a mapping of
+        the same keys; every problem is reported with its location under `where`."""
+        names = [f.name for f in fields(cls)]
+        if isinstance(section, Mapping):
+            given = {name: section[name] for name in names if section.get(name) is not None}
+        else:
+            given = {name: getattr(section, name) for name in names if hasattr(section, name)}
         try:
-            max_delay = parse_duration(get("max_delay", None) or 1.0)
-        except UnitError as exc:
-            problems.append(f"{where}.max_delay: {exc}")
-        if problems:
-            raise ConfigError(problems)
-        return cls(
-            plans=plans, default_plan=default_plan, algorithm=algorithm, key=key,
-            on_store_error=on_error, dry_run=bool(get("dry_run", False)), max_delay=max_delay,
-            trusted_proxies=tuple(get("trusted_proxies", None) or ()),
-        )
+            return cls(**given)
+        except InvalidValues as exc:
+            raise ConfigError([f"{where}.{problem}" for problem in exc.problems]) from None
 
 
 def unknown_plan(name: str, plans: Mapping[str, Any]) -> str:
     """The message for a plan name that is not configured, with a suggestion."""
-    close = difflib.get_close_matches(name, list(plans), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(plans)})"
-    return f"unknown plan {name!r}{hint}"
+    return unknown_name("plan", name, list(plans))
 
 
-def _plans(raw: Any, where: str, problems: list[str]) -> dict[str, tuple[Rate, ...]]:
-    if raw is None:
-        return dict(DEFAULT_PLANS)
+def _plans(raw: Any, problems: Problems) -> dict[str, tuple[Rate, ...]]:
     if not isinstance(raw, Mapping) or not raw:
-        problems.append(f"{where}: expected a mapping of plan name to a list of rates")
+        problems.found.append("plans: expected a mapping of plan name to a list of rates")
         return {}
     plans = {}
     for name, rates in raw.items():
         if isinstance(rates, str | Rate):
             rates = [rates]
         if not rates:
-            problems.append(f"{where}.{name}: a plan needs at least one rate")
+            problems.found.append(f"plans.{name}: a plan needs at least one rate")
             continue
-        parsed = []
-        for i, value in enumerate(rates):
-            try:
-                parsed.append(parse_rate(value))
-            except UnitError as exc:
-                problems.append(f"{where}.{name}[{i}]: {exc}")
-        plans[str(name)] = tuple(parsed)
+        parsed = [problems.check(f"plans.{name}[{i}]", parse_rate, value)
+                  for i, value in enumerate(rates)]
+        plans[str(name)] = tuple(rate for rate in parsed if rate is not None)
     return plans

@@ -19,6 +19,8 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, Protocol
 
+from surge.config.checks import check_absolute
+
 _NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
@@ -42,10 +44,7 @@ class CompiledRoute:
     )
 
     def __init__(self, source: Any) -> None:
-        prefix = source.prefix
-        if not isinstance(prefix, str) or not prefix.startswith("/"):
-            raise ValueError(f"route prefix must start with '/', got {prefix!r}")
-        self.prefix: str = prefix
+        self.prefix: str = check_absolute(source.prefix)
         self.host: str | None = normalize_host(source.host) if source.host else None
         self.methods: frozenset[str] | None = (
             frozenset(m.upper() for m in source.methods) if source.methods else None

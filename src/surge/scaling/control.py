@@ -12,17 +12,20 @@ before the gateway takes the config, so a reload that cannot be honoured is refu
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from surge.admin.http import Request, Response, json_response
 from surge.admin.router import Router
-from surge.errors import ConfigError
 from surge.scaling.groups import GroupSpec, groups_from_config
-from surge.scaling.loop import ScalingLoop, scaling_blocks
+from surge.scaling.loop import ScalingLoop
 from surge.scaling.membership import Membership
 from surge.scaling.metrics import ScalingCollector
 from surge.scaling.process import check_commands
+from surge.scaling.spec import PolicySpec, group_policies
 from surge.scaling.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from surge.config import Config
 
 log = logging.getLogger("surge.autoscaler")
 
@@ -37,52 +40,45 @@ class ScalingControl:
     async def stop(self) -> None:
         await self.loop.stop()
 
-    def check(self, config: Any) -> None:
+    def check(self, config: Config) -> None:
         """ConfigError when a reload to `config` could not be honoured: a new or changed
-        command that cannot be found, a `scaling` block the policy refuses."""
+        command that cannot be found. (Its `scaling` blocks passed the models, which check
+        every rule the policy has.)"""
         running = self.supervisor.groups
         check_commands([g for g in groups_from_config(config)
                         if g.name not in running or not g.same_process(running[g.name].spec)])
-        problems = []
-        for name, block in scaling_blocks(config).items():
-            try:
-                self.loop.policy_spec(block)
-            except ConfigError as exc:
-                problems += [f"{name}: {p}" for p in exc.problems]
-        if problems:
-            raise ConfigError(problems)
 
-    async def reconcile(self, config: Any) -> None:
+    async def reconcile(self, config: Config) -> None:
         """Bring the running groups to `config` (already checked, and taken by the gateway:
         a new service exists there before its replicas join it)."""
         supervisor = self.supervisor
         supervisor.drain = config.gateway.drain
         wanted = {g.name: g for g in groups_from_config(config)}
-        blocks = scaling_blocks(config)
+        policies = group_policies(config)
         for name in [n for n in supervisor.groups if n not in wanted]:
             self._note(name, "removed from the config: its replicas drain and stop")
             supervisor.remove_group(name, "removed from the config")
             self.loop.untrack(name)
         for name, spec in wanted.items():
             if name in supervisor.groups:
-                await self._follow(name, spec, blocks.get(name))
+                await self._follow(name, spec, policies.get(name))
                 continue
             self._note(name, f"added to the config: starting {spec.replicas} replicas")
             supervisor.add_group(spec)
-            self.loop.track(name, blocks.get(name))
+            self.loop.track(name, policies.get(name))
             await supervisor.scale(name, spec.replicas, "added to the config")
         replaced = self.loop.follow_jobs(config)
         if replaced is not None:
             await replaced.close()
 
-    async def _follow(self, name: str, spec: GroupSpec, block: Any) -> None:
+    async def _follow(self, name: str, spec: GroupSpec, policy: PolicySpec | None) -> None:
         group = self.supervisor.group(name)
         old, group.spec = group.spec, spec
-        policy_changed = self.loop.track(name, block)
-        if block is not None and policy_changed:
+        policy_changed = self.loop.track(name, policy)
+        if policy is not None and policy_changed:
             self._note(name, "scaling changed: new policy")
             await self.loop.enforce_bounds(name)
-        elif block is None and (policy_changed or spec.replicas != old.replicas):
+        elif policy is None and (policy_changed or spec.replicas != old.replicas):
             self._note(name, f"a fixed count of {spec.replicas} replicas")
             await self.supervisor.scale(name, spec.replicas, "replicas set in the config")
         if not spec.same_process(old) and not group.restarting:
@@ -94,7 +90,7 @@ class ScalingControl:
         self.supervisor.events.record(name, "reload", message)
 
 
-async def start_scaling(membership: Membership, config: Any, registry: Any,
+async def start_scaling(membership: Membership, config: Config, registry: Any,
                         router: Router | None) -> ScalingControl:
     """Everything scaling adds to a running gateway (or master): the supervisor starting the
     replicas of `config`, the loop, the metrics collector in `registry` and (with an admin API)

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from surge.scaling.lifecycle import ProcessState
 from surge.scaling.replica import Replica
+
+if TYPE_CHECKING:
+    from surge.config import Config
 
 S = ProcessState
 VICTIM_ORDER = (S.BACKOFF, S.STARTING, S.WARMING, S.READY)  # scale-in takes these first
@@ -35,7 +38,7 @@ class GroupSpec:
                                                           other.gateway)
 
 
-def groups_from_config(config: Any) -> list[GroupSpec]:
+def groups_from_config(config: Config) -> list[GroupSpec]:
     """The replica groups a Config asks for: services with `process`, then `jobs.workers`."""
     groups = []
     for name, service in config.services.items():

@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
-from surge.errors import ConfigError
-from surge.scaling.spec import PolicySpec, Rule, Step, config_seconds, config_value
+from surge.scaling.spec import PolicySpec, Rule, Step, config_seconds, config_value, policy_at
 
 CONTAINER_PORT = 8000
 # Metric names as the metrics adapter serves them from surge's Prometheus metrics.
@@ -53,7 +52,7 @@ def render(config: Any, image: str) -> Rendered:
         out.objects.append(deployment(name, process, image, serves_http=True, health=health))
         scaling = config_value(service, "scaling")
         if scaling is not None:
-            spec = _policy_spec(f"services.{name}", scaling)
+            spec = policy_at(f"services.{name}", scaling)
             out.objects.append(horizontal_pod_autoscaler(name, spec))
             if spec.schedule:
                 out.warnings.append(
@@ -67,7 +66,7 @@ def render(config: Any, image: str) -> Rendered:
         if scaling is not None:
             admin = config_value(config_value(config, "gateway") or {}, "admin", "127.0.0.1:9000")
             out.objects.append(scaled_object(
-                name, _policy_spec(f"jobs.workers.{name}", scaling),
+                name, policy_at(f"jobs.workers.{name}", scaling),
                 str(config_value(jobs, "broker", "")),
                 _worker_queues(worker), admin,
             ))
@@ -203,13 +202,6 @@ def _queue_triggers(
             "targetValue": str(math.ceil(target)),
         },
     }]
-
-
-def _policy_spec(where: str, scaling: Any) -> PolicySpec:
-    try:
-        return PolicySpec.from_config(scaling)
-    except ConfigError as exc:  # say where, as `surge check` does
-        raise ConfigError([f"{where}.{problem}" for problem in exc.problems]) from None
 
 
 def _scaling_rules(rule: Rule, max_replicas: int, period: int) -> dict[str, Any]:

@@ -13,15 +13,18 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict
-from typing import Any
+from dataclasses import asdict, replace
+from typing import TYPE_CHECKING, Any
 
 from surge.errors import BrokerError, NotFound
 from surge.jobs.states import JobState
 from surge.scaling.metrics import EventLog, ProcessTree, ServiceTraffic
 from surge.scaling.policy import Sample, ScalingDecision, ScalingPolicy
-from surge.scaling.spec import PolicySpec
+from surge.scaling.spec import PolicySpec, group_policies
 from surge.scaling.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from surge.config import Config
 
 log = logging.getLogger("surge.autoscaler")
 
@@ -43,12 +46,13 @@ class Scaled:
 
 
 class ScalingLoop:
-    def __init__(self, supervisor: Supervisor, scaling: dict[str, Any], *,
+    def __init__(self, supervisor: Supervisor, policies: dict[str, PolicySpec], *,
                  broker: Any = None, queues: tuple[str, ...] = (),
                  period: float | None = None, clock: Callable[[], float] = time.time) -> None:
-        """`scaling` maps a supervised group to its `scaling` config block; `broker` (with the
-        `queues` its workers serve) feeds queue depth to worker groups. `period` fixes the
-        control period (else the shortest of the policies')."""
+        """`policies` maps a supervised group to its autoscaler spec (a group without one keeps
+        a fixed count); `broker` (with the `queues` its workers serve) feeds queue depth to
+        worker groups. `period` fixes the control period (else the shortest of the
+        policies')."""
         self.supervisor = supervisor
         self.events: EventLog = supervisor.events
         self.broker = broker
@@ -59,20 +63,21 @@ class ScalingLoop:
         self.period = period or 2.0
         self.scaled: dict[str, Scaled] = {}
         for name in supervisor.groups:
-            self.track(name, scaling.get(name))
+            self.track(name, policies.get(name))
         self.task: asyncio.Task[None] | None = None
 
     @classmethod
-    def from_config(cls, config: Any, supervisor: Supervisor,
+    def from_config(cls, config: Config, supervisor: Supervisor,
                     period: float | None = None) -> ScalingLoop:
-        loop = cls(supervisor, scaling_blocks(config), period=period)
+        loop = cls(supervisor, group_policies(config), period=period)
         loop.follow_jobs(config)
         return loop
 
-    def track(self, name: str, block: Any) -> bool:
-        """Measure group `name`, with the policy of its `scaling` block (None: a fixed count).
-        A changed block swaps the policy (True); an unchanged one keeps it and its windows."""
-        spec = self.policy_spec(block)
+    def track(self, name: str, spec: PolicySpec | None) -> bool:
+        """Measure group `name`, with a policy built from `spec` (None: a fixed count). A
+        changed spec swaps the policy (True); an unchanged one keeps it and its windows."""
+        if spec is not None and self.fixed_period:
+            spec = replace(spec, control_period=self.fixed_period)
         scaled = self.scaled.get(name)
         changed = scaled is not None and (scaled.policy and scaled.policy.spec) != spec
         if scaled is None:
@@ -100,11 +105,7 @@ class ScalingLoop:
         if scaled.policy is not None:
             await self.step(scaled, scaled.policy, [], self.clock())
 
-    def policy_spec(self, block: Any) -> PolicySpec | None:
-        """The policy for a `scaling` block; ConfigError when it is not a valid one."""
-        return PolicySpec.from_config(block, control_period=self.fixed_period) if block else None
-
-    def follow_jobs(self, config: Any) -> Any:
+    def follow_jobs(self, config: Config) -> Any:
         """Read queue depth from the broker of `config`'s jobs section (when it runs workers);
         the broker it replaces, to be closed, if any."""
         jobs = config.jobs
@@ -236,11 +237,3 @@ class ScalingLoop:
             services[name] = entry
         return {"control_period": self.period, "services": services}
 
-
-def scaling_blocks(config: Any) -> dict[str, Any]:
-    """Supervised group -> its `scaling` block, for the groups that have one."""
-    blocks = {n: s.scaling for n, s in config.services.items()
-              if s.process is not None and s.scaling is not None}
-    if config.jobs is not None:
-        blocks |= {n: w.scaling for n, w in config.jobs.workers.items() if w.scaling is not None}
-    return blocks

@@ -20,13 +20,17 @@ import json
 import logging
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from surge.admin.client import call
 from surge.admin.http import Request, Response, json_response
 from surge.admin.router import Router
 from surge.observe.metrics import BUCKETS, GatewayStats
 from surge.scaling.membership import Membership, UpstreamState, upstream_states
+
+if TYPE_CHECKING:  # handed in by the process wiring, which imports scaling, not the reverse
+    from surge.app.workers import Master
+    from surge.gateway.server import GatewayServer
 
 log = logging.getLogger("surge.workers")  # as users know the master's log lines
 
@@ -37,7 +41,7 @@ MERGED_ROUTE = "workers"  # the route label of the merged histograms
 
 # -- the gateway process side ----------------------------------------------------------------------
 
-def gateway_state(gateway: Any) -> dict[str, Any]:
+def gateway_state(gateway: GatewayServer) -> dict[str, Any]:
     """What one gateway process reports to the master."""
     names = {*gateway.snapshot.services, *(r.name for r in gateway.retired)}
     buckets: dict[str, list[int]] = {}
@@ -50,7 +54,7 @@ def gateway_state(gateway: Any) -> dict[str, Any]:
                           for name in names}}
 
 
-def register_state_route(router: Router, gateway: Any) -> None:
+def register_state_route(router: Router, gateway: GatewayServer) -> None:
     """`GET /api/worker/state` on a gateway process's private admin API."""
 
     def state(request: Request) -> Response:
@@ -66,8 +70,9 @@ class MasterMembership(Membership):
     fans `add_upstream` and `remove_upstream` out, and lists the `admin_ports()` of the live
     gateway processes."""
 
-    def __init__(self, master: Any, now: Any = time.monotonic) -> None:
+    def __init__(self, master: Master | None, now: Any = time.monotonic) -> None:
         super().__init__(master)
+        self.master = master
         self.now = now
         self.merged = GatewayStats()  # every gateway process's histograms, added up
         self.stats = self.merged
@@ -90,7 +95,7 @@ class MasterMembership(Membership):
 
     async def _read(self) -> None:
         try:
-            ports = self.control.admin_ports()
+            ports = self.master.admin_ports() if self.master is not None else []
             answers = await asyncio.gather(*(call(port, "GET", STATE_PATH, timeout=2.0)
                                              for port in ports), return_exceptions=True)
             states = {}

@@ -11,10 +11,14 @@ from __future__ import annotations
 import contextlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
+from surge.admin.control import ControlPlane
 from surge.errors import NotFound
 from surge.observe.metrics import GatewayStats
+
+if TYPE_CHECKING:  # the gateway is handed in; scaling does not import the data path
+    from surge.gateway.server import GatewayServer
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,23 +29,27 @@ class UpstreamState:
 
 
 class Membership(ABC):
-    """Replicas join and leave through `control`, what the admin API drives (the GatewayServer, or
-    the master of `workers: N`), with the same `add_upstream` and `remove_upstream`."""
+    """Replicas join and leave through `control`, what the admin API drives (the GatewayServer,
+    or the master of `workers: N`), with the same `add_upstream` and `remove_upstream`; None
+    for a supervisor of job workers only, whose replicas join nothing."""
 
     stats: GatewayStats | None = None  # route counters (ServiceTraffic reads them)
 
-    def __init__(self, control: Any) -> None:
+    def __init__(self, control: ControlPlane | None) -> None:
         self.control = control
 
     async def join(self, service: str, address: str) -> None:
         """Add the replica to its service; the gateway warms it before it gets traffic."""
+        if self.control is None:
+            raise NotFound(f"no gateway to add '{service}' replicas to")
         await self.control.add_upstream(service, address, 1)
 
     async def leave(self, service: str, address: str) -> None:
         """No new requests for the replica (it drains); nothing when it is not a member, or
         already leaving."""
-        with contextlib.suppress(NotFound):
-            await self.control.remove_upstream(service, address)
+        if self.control is not None:
+            with contextlib.suppress(NotFound):
+                await self.control.remove_upstream(service, address)
 
     @abstractmethod
     async def upstreams(self, service: str) -> dict[str, UpstreamState]:
@@ -60,12 +68,13 @@ class Membership(ABC):
 class GatewayMembership(Membership):
     """The `GatewayServer` running in this process."""
 
-    def __init__(self, gateway: Any) -> None:
+    def __init__(self, gateway: GatewayServer) -> None:
         super().__init__(gateway)
+        self.gateway = gateway
         self.stats = gateway.stats
 
     async def upstreams(self, service: str) -> dict[str, UpstreamState]:
-        return upstream_states(self.control, service)
+        return upstream_states(self.gateway, service)
 
 
 class NoGateway(Membership):
@@ -74,17 +83,11 @@ class NoGateway(Membership):
     def __init__(self) -> None:
         super().__init__(None)
 
-    async def join(self, service: str, address: str) -> None:
-        raise NotFound(f"no gateway to add '{service}' replicas to")
-
-    async def leave(self, service: str, address: str) -> None:
-        return None
-
     async def upstreams(self, service: str) -> dict[str, UpstreamState]:
         return {}
 
 
-def upstream_states(gateway: Any, service: str) -> dict[str, UpstreamState]:
+def upstream_states(gateway: GatewayServer, service: str) -> dict[str, UpstreamState]:
     """The upstreams of `service` in a GatewayServer: its current runtime's, else those of a removed
     service still draining."""
     runtimes = [r for r in gateway.retired if r.name == service]

@@ -8,16 +8,27 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta, tzinfo
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from croniter import croniter
-
+from surge.config.checks import (
+    InvalidValues,
+    Problems,
+    check_any_set,
+    check_cron,
+    check_floors,
+    check_not_below,
+    check_wakes,
+)
 from surge.config.units import parse_duration
 from surge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from surge.config.models import Config
 
 # Per-replica metrics with a target, in the order reasons list them. Queue depth is separate:
 # it is one number for the whole service, read from the broker.
 REPLICA_TARGETS = ("cpu_percent", "inflight_per_replica", "p95_latency")
+QUEUE_TARGET = "queue_depth_per_replica"
 
 @dataclass(frozen=True, slots=True)
 class Step:
@@ -70,7 +81,7 @@ class Targets:
     queue_depth_per_replica: float | None = None
 
     def configured(self) -> dict[str, float]:
-        names = (*REPLICA_TARGETS, "queue_depth_per_replica")
+        names = (*REPLICA_TARGETS, QUEUE_TARGET)
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
 
@@ -98,45 +109,81 @@ class PolicySpec:
     demand: bool = True
 
     def __post_init__(self) -> None:
-        problems = []
-        if not 0 <= self.min <= self.max:
-            problems.append(f"scaling: need 0 <= min <= max, got min={self.min} max={self.max}")
-        if not self.targets.configured():
-            problems.append("scaling.target: set at least one target")
-        if self.min == 0 and self.targets.queue_depth_per_replica is None:
-            problems.append("scaling.min: 0 needs a queue_depth_per_replica target to wake on")
-        for entry in self.schedule:
-            if not croniter.is_valid(entry.cron):
-                problems.append(f"scaling.schedule: invalid cron expression {entry.cron!r}")
-            if entry.min > self.max:
-                problems.append(f"scaling.schedule: min {entry.min} is above max {self.max}")
-        if problems:
-            raise ConfigError(problems)
+        # The checks the config model makes (`surge.config.checks`), for a spec built directly.
+        problems = Problems()
+        problems.check("min", check_not_below, self.min, 0, "min", "zero")
+        problems.check("max", check_not_below, self.max, self.min, "max", "min")
+        problems.check("target", check_any_set, {
+            name: getattr(self.targets, name) for name in (*REPLICA_TARGETS, QUEUE_TARGET)})
+        problems.check("min", check_wakes, self.min, self.targets.queue_depth_per_replica)
+        for i, entry in enumerate(self.schedule):
+            problems.check(f"schedule[{i}].cron", check_cron, entry.cron)
+        problems.check("schedule", check_floors, (e.min for e in self.schedule), self.max)
+        problems.raise_any()
 
     @classmethod
     def from_config(cls, spec: Any, control_period: float | None = None) -> PolicySpec:
-        """Build from the `scaling` block of surge.yaml: a dict or the config model."""
+        """Build from the `scaling` block of surge.yaml: the config model or a mapping in its
+        form (durations and steps as written there). ConfigError lists every problem, located
+        under `scaling`."""
         target = config_value(spec, "target") or {}
         up, down = config_value(spec, "scale_up") or {}, config_value(spec, "scale_down") or {}
         period = (
             control_period or config_value(spec, "period") or config_value(spec, "control_period")
         )
-        return cls(
-            min=int(config_value(spec, "min", 1)),
-            max=int(config_value(spec, "max", 1)),
-            targets=Targets(**{
-                name: config_seconds(v) if name == "p95_latency" else float(v)
-                for name in (*REPLICA_TARGETS, "queue_depth_per_replica")
-                if (v := config_value(target, name)) is not None
-            }),
-            scale_up=_rule(up, default=DEFAULT_SCALE_UP),
-            scale_down=_rule(down, default=DEFAULT_SCALE_DOWN),
-            schedule=tuple(
-                ScheduleEntry(str(config_value(e, "cron")), int(config_value(e, "min")))
-                for e in config_value(spec, "schedule") or ()
-            ),
-            control_period=config_seconds(period) if period is not None else 2.0,
-        )
+        problems = Problems()
+        rules = [problems.check(key, _rule, block, default) for key, block, default in (
+            ("scale_up", up, DEFAULT_SCALE_UP), ("scale_down", down, DEFAULT_SCALE_DOWN))]
+        try:
+            problems.raise_any()
+            return cls(
+                min=int(config_value(spec, "min", 1)),
+                max=int(config_value(spec, "max", 1)),
+                targets=Targets(**{
+                    name: config_seconds(v) if name == "p95_latency" else float(v)
+                    for name in (*REPLICA_TARGETS, QUEUE_TARGET)
+                    if (v := config_value(target, name)) is not None
+                }),
+                scale_up=rules[0] or DEFAULT_SCALE_UP,
+                scale_down=rules[1] or DEFAULT_SCALE_DOWN,
+                schedule=tuple(
+                    ScheduleEntry(str(config_value(e, "cron")), int(config_value(e, "min")))
+                    for e in config_value(spec, "schedule") or ()
+                ),
+                control_period=config_seconds(period) if period is not None else 2.0,
+            )
+        except InvalidValues as exc:
+            raise ConfigError([f"scaling.{problem}" for problem in exc.problems]) from None
+
+
+def group_policies(config: Config) -> dict[str, PolicySpec]:
+    """The autoscaler's spec of every supervised group with a `scaling` block (a service with
+    `process`, a `jobs.workers` entry): how the running gateway reads the config's scaling.
+    ConfigError lists every problem at its place in the file."""
+    blocks = {name: (f"services.{name}", service.scaling)
+              for name, service in config.services.items()
+              if service.process is not None and service.scaling is not None}
+    if config.jobs is not None:
+        blocks |= {name: (f"jobs.workers.{name}", worker.scaling)
+                   for name, worker in config.jobs.workers.items() if worker.scaling is not None}
+    policies, problems = {}, []
+    for name, (where, block) in blocks.items():
+        try:
+            policies[name] = policy_at(where, block)
+        except ConfigError as exc:
+            problems += exc.problems
+    if problems:
+        raise ConfigError(problems)
+    return policies
+
+
+def policy_at(where: str, block: Any) -> PolicySpec:
+    """`PolicySpec.from_config(block)` with each problem located under `where` (the key that
+    holds the block: `services.api`), as `surge check` says it."""
+    try:
+        return PolicySpec.from_config(block)
+    except ConfigError as exc:
+        raise ConfigError([f"{where}.{problem}" for problem in exc.problems]) from None
 
 
 def parse_step(value: Any) -> Step:
@@ -153,8 +200,7 @@ def parse_step(value: Any) -> Step:
             if min(pods or 0, percent or 0) < 0:
                 raise ValueError(text)
         except ValueError:
-            problem = f"scaling: max_step must be a count or a percent, got {item!r}"
-            raise ConfigError([problem]) from None
+            raise ValueError(f"max_step must be a count or a percent, got {item!r}") from None
     return Step(pods=pods, percent=percent)
 
 
@@ -173,6 +219,7 @@ def config_seconds(value: Any) -> float:
 
 
 def _rule(source: Any, default: Rule) -> Rule:
+    """A direction's rule from its block; ValueError for a `max_step` that is not one."""
     window, step = config_value(source, "stabilization"), config_value(source, "max_step")
     return Rule(
         stabilization=default.stabilization if window is None else config_seconds(window),

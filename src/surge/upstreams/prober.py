@@ -97,6 +97,8 @@ class Prober:
 
     async def check(self, up: Upstream, due: bool) -> None:
         spec = self.service.spec.health
+        if spec is None:  # a reload took the checks away since this one was planned
+            return
         status, error = await probe(up, spec.path, spec.timeout)
         result = check_result(status, spec.expect)
         self.service.health_result(up, result, time.monotonic(), error or f"status {status}")

@@ -10,6 +10,7 @@ import random
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
+from surge.config.models_services import Service
 from surge.errors import ClientError, NotFound
 from surge.upstreams.balancers import make_balancer
 from surge.upstreams.health import Check, HealthState, change_note
@@ -22,7 +23,9 @@ log = logging.getLogger("surge.upstreams")
 
 
 class ServiceRuntime:
-    def __init__(self, name: str, spec: Any, connect_timeout: float,
+    """`spec` is the service's validated config model; a reload hands `configure` a new one."""
+
+    def __init__(self, name: str, spec: Service, connect_timeout: float,
                  rng: random.Random | None = None) -> None:
         self.name = name
         self.connect_timeout = connect_timeout
@@ -41,19 +44,19 @@ class ServiceRuntime:
         self.ejections = 0
         self.health_changes = 0
         self.checks_excused = 0  # timed-out checks of serving upstreams (see health.py)
-        self.spec: Any = None
+        self.spec = spec
+        self.budget = _budget(spec)
+        self.outlier = _outlier(spec)
         self.configure(spec)
 
-    def configure(self, spec: Any) -> None:
-        """Take a (new) service spec; the upstream set is reconciled by the caller."""
-        budget = (spec.retry.budget_percent, spec.retry.min_per_second)
-        if self.spec is None or budget != (self.spec.retry.budget_percent,
-                                           self.spec.retry.min_per_second):
-            self.budget = RetryBudget(*budget)
-        if self.spec is None or self.spec.outlier != spec.outlier:
-            o = spec.outlier
-            self.outlier = OutlierDetector(o.consecutive_failures, o.ejection,
-                                           o.max_ejected_percent)
+    def configure(self, spec: Service) -> None:
+        """Take a (new) service spec; the upstream set is reconciled by the caller. The retry
+        budget and the outlier detector start over only when their settings changed."""
+        if (spec.retry.budget_percent, spec.retry.min_per_second) != (
+                self.spec.retry.budget_percent, self.spec.retry.min_per_second):
+            self.budget = _budget(spec)
+        if spec.outlier != self.spec.outlier:
+            self.outlier = _outlier(spec)
             self.outlier.update(list(self.upstreams.values()))
         self.spec = spec
         self.balancer = make_balancer(spec.balance, self.rng)
@@ -73,9 +76,9 @@ class ServiceRuntime:
     def add(self, address: str, weight: int, now: float) -> Upstream:
         if address in self.upstreams and not self.upstreams[address].draining:
             raise ClientError(f"service '{self.name}' already has upstream {address}")
-        checked = self.spec.health is not None
+        health = self.spec.health
         up = Upstream(address, weight, added_at=now, slow_start=self.spec.slow_start,
-                      healthy=not checked)
+                      healthy=health is None)
         known = [u.ewma for u in self.upstreams.values() if u.eligible]
         if known:
             # Start from what the others show, not an optimistic guess that would send the
@@ -87,8 +90,8 @@ class ServiceRuntime:
             self.remove(old)
         self.upstreams[address] = up
         self.by_id[up.id] = up
-        if checked:
-            self.health[up] = HealthState(self.spec.health.rise, self.spec.health.fall)
+        if health is not None:
+            self.health[up] = HealthState(health.rise, health.fall)
         self.outlier.update(list(self.upstreams.values()))
         self.refresh()
         return up
@@ -171,9 +174,9 @@ class ServiceRuntime:
         timeout is excused while `up` answered live requests within the last interval and
         timeout (`now`: the gateway's clock, the one `answered_at` is stamped with)."""
         state = self.health.get(up)
-        if state is None:
-            return
         spec = self.spec.health
+        if state is None or spec is None:
+            return
         serving = now - up.answered_at <= spec.interval + spec.timeout
         excused = state.excused
         before = state.state
@@ -245,3 +248,12 @@ class ServiceRuntime:
                 for u in self.upstreams.values()
             ],
         }
+
+
+def _budget(spec: Service) -> RetryBudget:
+    return RetryBudget(spec.retry.budget_percent, spec.retry.min_per_second)
+
+
+def _outlier(spec: Service) -> OutlierDetector:
+    o = spec.outlier
+    return OutlierDetector(o.consecutive_failures, o.ejection, o.max_ejected_percent)
