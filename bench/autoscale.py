@@ -42,7 +42,7 @@ import random
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from surge.scaling.policy import Policy, Sample
+from surge.scaling.policy import Sample, ScalingPolicy
 from surge.scaling.spec import PolicySpec, Rule, Step, Targets
 
 CAPACITY = 100.0  # requests/s one replica serves (10 ms of CPU each)
@@ -87,7 +87,7 @@ def simulate(name: str, spec: PolicySpec, seed: int, step_at: int, startup: floa
     """One run; `startup` is how long a new replica takes to become ready (a replica ready
     part-way through a second serves for that part of it)."""
     rng = random.Random(seed)
-    policy, run = Policy(spec), Run(name)
+    policy, run = ScalingPolicy(spec), Run(name)
     ready, starting = 1, []  # starting: the times those replicas become ready
     backlog, window = 0.0, []
     period = int(spec.control_period)

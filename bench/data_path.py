@@ -23,7 +23,7 @@ from machine import describe  # bench/machine.py, beside this script
 
 from surge.config import parse
 from surge.gateway.client import ClientConnection
-from surge.gateway.server import Gateway
+from surge.gateway.server import GatewayServer
 from surge.upstreams.connection import UpstreamConnection
 
 CONFIG = """
@@ -68,7 +68,7 @@ class MemoryTransport(asyncio.Transport):
 
 
 async def measure(requests: int, config: str = CONFIG) -> float:
-    gateway = Gateway(parse(config))
+    gateway = GatewayServer(parse(config))
     service = gateway.snapshot.services["app"]
     upstream = next(iter(service.upstreams.values()))
     conn = UpstreamConnection(upstream.pool)

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from prometheus_client.parser import text_string_to_metric_families
 
 from surge.config import parse
-from surge.gateway.server import Gateway
+from surge.gateway.server import GatewayServer
 from surge.scaling.master import MasterMembership, gateway_state, merge_upstreams
 
 
@@ -51,7 +51,7 @@ def cpu_per_call(work: Callable[[], object], reads: int) -> float:
 
 
 async def measure(args: argparse.Namespace) -> None:
-    gateway = Gateway(parse(config_text(args.services, args.upstreams)))
+    gateway = GatewayServer(parse(config_text(args.services, args.upstreams)))
     for route in gateway.snapshot.routes.table.routes:
         for i in range(1000):
             route.source.stats.observe(200, 0.001 * (i % 50))

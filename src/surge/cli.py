@@ -12,7 +12,7 @@ import sys
 # Feature modules that add subcommands, in the order `surge --help` lists them.
 COMMAND_MODULES = (
     "surge.config.commands",   # check, schema
-    "surge.gateway.commands",   # up
+    "surge.app.commands",   # up
     "surge.ratelimit.commands",  # keys
     "surge.scaling.commands",   # load, restart, deploy
     "surge.jobs.commands",      # worker, jobs

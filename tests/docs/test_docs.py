@@ -125,8 +125,8 @@ def test_the_readme_opens_with_a_title_a_sentence_then_the_commands_for_quicksta
 
 
 def test_the_quickstart_banner_shown_in_the_docs_is_what_surge_up_prints(capsys):
+    from surge.app.commands import QUICKSTART, print_banner
     from surge.config import load
-    from surge.gateway.commands import QUICKSTART, print_banner
 
     path = QUICKSTART / "surge.yaml"
     print_banner(path, load(path), True)

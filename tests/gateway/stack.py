@@ -18,7 +18,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from support.processes import UpstreamProcess
-from surge.gateway.run import free_ports
+from surge.ports import free_ports
 
 PROBLEM_TYPE = "application/problem+json"
 

@@ -1,4 +1,4 @@
-"""The policy chain, driven through a real `Gateway`, `ClientConnection` and pooled
+"""The policy chain, driven through a real `GatewayServer`, `ClientConnection` and pooled
 `UpstreamConnection` over in-memory transports (no sockets): fake policies are put on a
 stage, and what the client and each upstream get is read back byte for byte.
 
@@ -29,7 +29,7 @@ from surge.gateway.policy import (
     Verdict,
     chain,
 )
-from surge.gateway.server import Gateway
+from surge.gateway.server import GatewayServer
 from surge.observe.problem import Problem
 from surge.upstreams.connection import UpstreamConnection
 
@@ -85,7 +85,7 @@ class MemoryTransport(asyncio.Transport):
 class Rig:
     """A gateway with one idle pooled connection to each upstream, and a client."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: GatewayServer) -> None:
         self.gateway = gateway
         self.upstream: dict[str, tuple[UpstreamConnection, MemoryTransport]] = {}
         for name, service in gateway.snapshot.services.items():
@@ -125,7 +125,7 @@ class Rig:
 @pytest.fixture
 async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Rig]:
     monkeypatch.chdir(tmp_path)  # the key store's data_dir
-    gateway = Gateway(parse(CONFIG))
+    gateway = GatewayServer(parse(CONFIG))
     yield Rig(gateway)
     if gateway.rate_limiting is not None:
         await gateway.rate_limiting.close()

@@ -27,7 +27,7 @@ from surge.gateway.policy import (
     RoutePolicy,
     Verdict,
 )
-from surge.gateway.server import Gateway
+from surge.gateway.server import GatewayServer
 from surge.observe.problem import UNAUTHORIZED
 
 pytestmark = pytest.mark.integration
@@ -107,7 +107,7 @@ async def gw(upstreams, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Asyn
         {"prefix": "/", "service": "app"},
     ]), lambda data: data.update(rate_limits={
         "plans": {"open": ["100/minute"], "tight": ["2/minute"]}, "default_plan": "open"}))
-    gateway = Gateway(parse(text))
+    gateway = GatewayServer(parse(text))
     policies: dict[str, Any] = {"cors": Preflight(), "auth": BearerAuth(),
                                 "cache": MemoryCache()}
     for stage, policy in policies.items():  # on the route named api only

@@ -24,7 +24,7 @@ from gateway.stack import (
     service,
     surge_yaml,
 )
-from surge.gateway.headers import ResponseHead, origin_form
+from surge.http.headers import ResponseHead, origin_form
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ import pytest
 
 from gateway.raw_upstream import RawUpstream
 from gateway.stack import service, surge_yaml
-from surge.gateway.headers import ResponseHead
+from surge.http.headers import ResponseHead
 
 NGINX = (b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Thu, 26 Nov 2026 14:45:14 GMT\r\n"
          b"Content-Type: text/plain\r\nContent-Length: 2\r\nConnection: keep-alive")

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from surge.routing import Route, RouteTable, normalize_host, strip
+from surge.routing import CompiledRoute, RouteTable, normalize_host, strip
 
 
 @dataclass
@@ -132,11 +132,11 @@ def test_a_prefix_without_a_leading_slash_is_refused() -> None:
 def test_strip_removes_the_prefix_and_keeps_a_leading_slash(
     prefix: str, path: str, stripped: str
 ) -> None:
-    assert strip(path, Route(RouteConfig(prefix, "s", strip_prefix=True))) == stripped
+    assert strip(path, CompiledRoute(RouteConfig(prefix, "s", strip_prefix=True))) == stripped
 
 
 def test_strip_leaves_the_path_alone_without_strip_prefix() -> None:
-    assert strip("/api/users", Route(RouteConfig("/api/", "s"))) == "/api/users"
+    assert strip("/api/users", CompiledRoute(RouteConfig("/api/", "s"))) == "/api/users"
 
 
 @pytest.mark.parametrize(

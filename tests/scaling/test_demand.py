@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from surge.scaling.demand import Demand, DemandEstimate
-from surge.scaling.policy import Policy, Sample
+from surge.scaling.policy import Sample, ScalingPolicy
 from surge.scaling.spec import PolicySpec, Rule, Step, Targets
 
 UNLIMITED = Rule(0.0, Step())
@@ -58,7 +58,7 @@ def test_without_a_replica_that_answered_and_used_cpu_there_is_no_estimate(cpu, 
 
 
 def test_a_saturated_replica_with_a_growing_queue_scales_to_drain_it_not_just_to_carry_it():
-    policy = Policy(PolicySpec(min=1, max=20, targets=Targets(cpu_percent=70),
+    policy = ScalingPolicy(PolicySpec(min=1, max=20, targets=Targets(cpu_percent=70),
                                scale_up=UNLIMITED))
     policy.decide(saturated(0.0, 1, inflight=1), 1, 0.0)
     decision = policy.decide(saturated(2.0, 1, inflight=201), 1, 2.0)
@@ -69,14 +69,14 @@ def test_a_saturated_replica_with_a_growing_queue_scales_to_drain_it_not_just_to
 
 
 def test_hpas_algorithm_without_demand_sees_only_the_capped_cpu():
-    policy = Policy(PolicySpec(min=1, max=20, targets=Targets(cpu_percent=70),
+    policy = ScalingPolicy(PolicySpec(min=1, max=20, targets=Targets(cpu_percent=70),
                                scale_up=UNLIMITED, demand=False))
     policy.decide(saturated(0.0, 1, inflight=1), 1, 0.0)
     assert policy.decide(saturated(2.0, 1, inflight=201), 1, 2.0).desired == 2
 
 
 def test_demand_changes_nothing_when_replicas_keep_up():
-    policy = Policy(PolicySpec(min=1, max=20, targets=Targets(cpu_percent=70),
+    policy = ScalingPolicy(PolicySpec(min=1, max=20, targets=Targets(cpu_percent=70),
                                scale_up=UNLIMITED, scale_down=UNLIMITED))
     calm = [Sample(at=t, replica=f"r{i}", cpu_percent=35, request_rate=35, inflight=0.4)
             for t in (2.0, 4.0) for i in range(4)]
@@ -85,7 +85,7 @@ def test_demand_changes_nothing_when_replicas_keep_up():
 
 
 def test_many_long_requests_in_flight_are_no_shortage_while_their_number_holds():
-    policy = Policy(PolicySpec(min=1, max=20, targets=Targets(cpu_percent=70),
+    policy = ScalingPolicy(PolicySpec(min=1, max=20, targets=Targets(cpu_percent=70),
                                scale_up=UNLIMITED))
     # 500 long polls held open, cheap to serve: 40% CPU, 100 answers/s.
     polls = [[Sample(at=t, replica="r0", cpu_percent=40, request_rate=100, inflight=500)]

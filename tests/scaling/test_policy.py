@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from surge.config import parse
 from surge.errors import ConfigError
-from surge.scaling.policy import Policy, Sample
+from surge.scaling.policy import Sample, ScalingPolicy
 from surge.scaling.spec import (
     PolicySpec,
     Rule,
@@ -39,7 +39,8 @@ def cpu_samples(now: float, replicas: int, total_load: float | None) -> list[Sam
     return [Sample(at=now, replica=f"r{i}", cpu_percent=share) for i in range(replicas)]
 
 
-def run(policy: Policy, loads: list[float | None], current: int, start: float = 0.0) -> list[int]:
+def run(policy: ScalingPolicy, loads: list[float | None], current: int,
+        start: float = 0.0) -> list[int]:
     """One decision per control period; each applies before the next period's samples."""
     counts = []
     for i, load in enumerate(loads):
@@ -62,7 +63,7 @@ def run(policy: Policy, loads: list[float | None], current: int, start: float = 
     ],
 )
 def test_no_action_inside_the_tolerance_band(current, cpu_per_replica, expected):
-    policy = Policy(spec(scale_down=Rule(0.0, Step())))
+    policy = ScalingPolicy(spec(scale_down=Rule(0.0, Step())))
     samples = cpu_samples(PERIOD, current, cpu_per_replica * current)
     assert policy.decide(samples, current, PERIOD).desired == expected
 
@@ -78,43 +79,43 @@ def test_no_action_inside_the_tolerance_band(current, cpu_per_replica, expected)
     ],
 )
 def test_a_spike_scales_up_in_one_step_to_the_needed_count_within_max_step(max_step, expected):
-    policy = Policy(spec(scale_up=Rule(0.0, parse_step(max_step))))
+    policy = ScalingPolicy(spec(scale_up=Rule(0.0, parse_step(max_step))))
     assert run(policy, [700], current=2) == [expected]
 
 
 def test_a_max_step_of_zero_forbids_that_direction():
-    policy = Policy(spec(scale_up=Rule(0.0, parse_step(0))))
+    policy = ScalingPolicy(spec(scale_up=Rule(0.0, parse_step(0))))
     assert run(policy, [700, 700], current=2) == [2, 2]
 
 
 def test_a_spike_reaches_the_needed_count_in_successive_doublings():
     doubling = Rule(0.0, Step(percent=100))
-    assert run(Policy(spec(scale_up=doubling)), [700] * 4, current=1) == [2, 4, 8, 10]
+    assert run(ScalingPolicy(spec(scale_up=doubling)), [700] * 4, current=1) == [2, 4, 8, 10]
 
 
 def test_by_default_a_spike_grows_by_four_replicas_or_doubling_whichever_is_more():
-    assert run(Policy(spec()), [700] * 3, current=1) == [5, 10, 10]  # HPA's default rule
+    assert run(ScalingPolicy(spec()), [700] * 3, current=1) == [5, 10, 10]  # HPA's default rule
 
 
 def test_a_spike_stops_at_max():
-    assert run(Policy(spec(max=6, scale_up=Rule(0, Step()))), [2000], current=2) == [6]
+    assert run(ScalingPolicy(spec(max=6, scale_up=Rule(0, Step()))), [2000], current=2) == [6]
 
 
 def test_a_dip_shorter_than_the_scale_down_window_causes_no_scale_in():
     loads = [280] * 10 + [70] * 60 + [280] * 10  # 2 minutes of dip inside a 5 minute window
-    assert run(Policy(spec()), loads, current=4) == [4] * 80
+    assert run(ScalingPolicy(spec()), loads, current=4) == [4] * 80
 
 
 def test_a_dip_longer_than_the_window_scales_in_one_replica_per_period():
     loads = [280] * 10 + [70] * 160
-    counts = run(Policy(spec()), loads, current=4)
+    counts = run(ScalingPolicy(spec()), loads, current=4)
     assert counts[:159] == [4] * 159  # 300 s of high recommendations still in the window
     assert counts[159:162] == [3, 2, 1]
 
 
 def test_a_square_wave_faster_than_the_window_causes_no_oscillation():
     wave = ([350] * 10 + [70] * 10) * 15  # 20 s high, 20 s low, for 10 minutes
-    counts = run(Policy(spec()), wave, current=1)
+    counts = run(ScalingPolicy(spec()), wave, current=1)
     assert counts == [5] * len(wave)
 
 
@@ -126,12 +127,12 @@ def test_a_square_wave_faster_than_the_window_causes_no_oscillation():
     ],
 )
 def test_missing_metrics_hold(loads, expected):
-    policy = Policy(spec(scale_down=Rule(0.0, Step())))
+    policy = ScalingPolicy(spec(scale_down=Rule(0.0, Step())))
     assert run(policy, loads, current=4) == expected
 
 
 def test_replicas_missing_from_the_samples_never_cause_a_scale_in():
-    policy = Policy(spec(scale_down=Rule(0.0, Step())))
+    policy = ScalingPolicy(spec(scale_down=Rule(0.0, Step())))
     two_of_four_idle = [Sample(at=2.0, replica=r, cpu_percent=5) for r in ("r0", "r1")]
     decision = policy.decide(two_of_four_idle, current=4, now=2.0)
     assert decision.desired == 4
@@ -139,20 +140,20 @@ def test_replicas_missing_from_the_samples_never_cause_a_scale_in():
 
 
 def test_replicas_missing_from_the_samples_count_as_idle_for_scale_up():
-    policy = Policy(spec())
+    policy = ScalingPolicy(spec())
     two_of_four_hot = [Sample(at=2.0, replica=r, cpu_percent=210) for r in ("r0", "r1")]
     # (210 + 210 + 0 + 0) / 4 = 105% -> ceil(4 * 105 / 70) = 6
     assert policy.decide(two_of_four_hot, current=4, now=2.0).desired == 6
 
 
 def test_stale_samples_are_ignored():
-    policy = Policy(spec(scale_down=Rule(0.0, Step())))
+    policy = ScalingPolicy(spec(scale_down=Rule(0.0, Step())))
     old = [Sample(at=0.0, replica="r0", cpu_percent=500)]
     assert policy.decide(old, current=2, now=10.0).desired == 2
 
 
 def test_the_largest_proposal_of_several_metrics_wins():
-    policy = Policy(spec(targets=Targets(cpu_percent=70, inflight_per_replica=10,
+    policy = ScalingPolicy(spec(targets=Targets(cpu_percent=70, inflight_per_replica=10,
                                          p95_latency=0.25), scale_up=Rule(0, Step())))
     samples = [
         Sample(at=2.0, replica=r, cpu_percent=35, inflight=30, p95_latency=0.3)
@@ -181,7 +182,7 @@ HOUR = 3600.0
 )
 def test_schedule_floors_apply_at_their_times(at, floor):
     busy = (ScheduleEntry("0 8 * * 1-5", 4), ScheduleEntry("0 19 * * 1-5", 1))
-    policy = Policy(spec(schedule=busy))
+    policy = ScalingPolicy(spec(schedule=busy))
     decision = policy.decide(cpu_samples(at, 1, 10), current=1, now=at)
     assert decision.desired == floor
     if floor == 4:
@@ -190,14 +191,14 @@ def test_schedule_floors_apply_at_their_times(at, floor):
 
 def test_when_the_schedule_floor_lifts_replicas_fall_by_the_down_rules():
     busy = (ScheduleEntry("0 8 * * 1-5", 4), ScheduleEntry("0 19 * * 1-5", 1))
-    policy = Policy(spec(schedule=busy))
+    policy = ScalingPolicy(spec(schedule=busy))
     before_seven = MONDAY + 19 * HOUR - 160 * PERIOD  # idle load, held up by the 08:00 floor
     counts = run(policy, [10] * 164, current=4, start=before_seven)
     assert counts[:159] == [4] * 159
     assert counts[159:] == [3, 2, 1, 1, 1]  # from 19:00, one replica per period
 
 
-def queue_run(policy: Policy, depths: list[int], current: int) -> list[int]:
+def queue_run(policy: ScalingPolicy, depths: list[int], current: int) -> list[int]:
     counts = []
     for i, depth in enumerate(depths):
         now = (i + 1) * PERIOD
@@ -207,18 +208,18 @@ def queue_run(policy: Policy, depths: list[int], current: int) -> list[int]:
 
 
 def test_a_queue_worker_scales_to_zero_after_the_window_and_the_first_job_wakes_one():
-    policy = Policy(spec(min=0, max=8, targets=Targets(queue_depth_per_replica=100)))
+    policy = ScalingPolicy(spec(min=0, max=8, targets=Targets(queue_depth_per_replica=100)))
     depths = [0] * 152 + [1, 1, 450, 450]
     counts = queue_run(policy, depths, current=1)
     assert counts[:150] == [1] * 150  # the queue has not been empty for 300 s yet
     assert counts[150:152] == [0, 0]
     assert counts[152:] == [1, 1, 5, 5]
-    decision = Policy(policy.spec).decide([Sample(at=2.0, queue_depth=0)], 1, 2.0)
+    decision = ScalingPolicy(policy.spec).decide([Sample(at=2.0, queue_depth=0)], 1, 2.0)
     assert decision.desired == 1  # a fresh policy has no history: the window is still open
 
 
 def test_a_queue_worker_without_a_depth_reading_holds():
-    policy = Policy(spec(min=0, targets=Targets(queue_depth_per_replica=100)))
+    policy = ScalingPolicy(spec(min=0, targets=Targets(queue_depth_per_replica=100)))
     assert queue_run(policy, [], current=0) == []
     assert policy.decide([], current=3, now=2.0).desired == 3
 
@@ -327,7 +328,7 @@ def scenarios(draw):
 @given(scenarios())
 def test_replicas_always_stay_within_min_and_max(scenario):
     policy_spec, steps, current = scenario
-    policy = Policy(policy_spec)
+    policy = ScalingPolicy(policy_spec)
     now = MONDAY
     for gap, cpu, depth in steps:
         now += gap

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from surge.gateway.run import free_ports
+from surge.ports import free_ports
 
 
 def race_config(upstream: str, lanes: int) -> str:

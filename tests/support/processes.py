@@ -25,7 +25,7 @@ import psutil
 import yaml
 
 from support.load import LoadLoop
-from surge.gateway.run import free_ports
+from surge.ports import free_ports
 
 __all__ = [
     "GatewayProcess", "LoadLoop", "ManagedProcess", "ProcessFailed", "UpstreamProcess",
@@ -75,12 +75,12 @@ def wait_for_port(host: str, port: int, timeout: float = START_TIMEOUT) -> None:
 def gateway_processes(master_pid: int) -> dict[int, tuple[int, int]]:
     """Index -> (pid, private admin port) of the live gateway processes of the master of
     `gateway.workers: N` (not its replicas), from their command lines
-    (`python -m surge.gateway.run FILE INDEX PORT`); a killed one not yet reaped is left out."""
+    (`python -m surge.app.run FILE INDEX PORT`); a killed one not yet reaped is left out."""
     found = {}
     for child in psutil.Process(master_pid).children():
         try:
             args = child.cmdline()
-            if "surge.gateway.run" in args and child.status() != psutil.STATUS_ZOMBIE:
+            if "surge.app.run" in args and child.status() != psutil.STATUS_ZOMBIE:
                 found[int(args[-2])] = (child.pid, int(args[-1]))
         except psutil.Error:  # gone meanwhile
             pass

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from surge.config import parse
 from surge.gateway.client import ClientConnection
 from surge.gateway.exchange import Exchange
-from surge.gateway.headers import ResponseHead, keep_alive_timeout
-from surge.gateway.server import Gateway
+from surge.gateway.server import GatewayServer
+from surge.http.headers import ResponseHead, keep_alive_timeout
 from surge.upstreams.connection import UpstreamConnection
 from surge.upstreams.idle_close import (
     NEVER,
@@ -139,7 +139,7 @@ def _with_pool(test: Callable[[Pool, NewRequest], None], max_connections: int = 
     upstream on port 1: a connection it opens is counted in `pool.connecting` at once (the
     task that would open it never runs)."""
     async def run() -> None:
-        gateway = Gateway(parse(CONFIG % max_connections))
+        gateway = GatewayServer(parse(CONFIG % max_connections))
         service = gateway.snapshot.services["app"]
         client = ClientConnection(gateway)
         client.connection_made(Transport())

@@ -21,7 +21,7 @@ from urllib.parse import parse_qs
 import httptools
 
 from surge.errors import BodyTooLarge, ClientError, HeaderTooLarge, SurgeError
-from surge.gateway.headers import DATE
+from surge.http.headers import DATE
 from surge.masking import mask_credentials
 from surge.observe.problem import CONTENT_TYPE as PROBLEM_CONTENT_TYPE
 from surge.observe.problem import REQUEST_TIMEOUT, Problem, problem_document, problem_response

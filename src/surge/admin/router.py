@@ -18,7 +18,7 @@ Handler = Callable[[Request], Awaitable[Response] | Response]
 
 
 @dataclass(frozen=True)
-class Route:
+class Endpoint:
     method: str
     pattern: str
     handler: Handler
@@ -52,7 +52,7 @@ class Match:
 
 class Router:
     def __init__(self) -> None:
-        self._routes: list[Route] = []
+        self._routes: list[Endpoint] = []
 
     def add(self, method: str, pattern: str, handler: Handler) -> None:
         """Register `handler` for `method` on `pattern`, e.g. "/api/services/{name}".
@@ -62,7 +62,7 @@ class Router:
         for route in self._routes:
             if route.method == method and route.segments == segments:
                 raise ValueError(f"route {method} {pattern} is already registered")
-        self._routes.append(Route(method, pattern, handler, segments))
+        self._routes.append(Endpoint(method, pattern, handler, segments))
 
     def routes(self) -> list[tuple[str, str]]:
         """(method, pattern) of every route, in registration order."""
@@ -73,7 +73,7 @@ class Router:
         the one with the most literal segments wins (`/api/jobs/queues` over `/api/jobs/{id}`)."""
         parts = [unquote(part) for part in path.split("/")[1:]]
         wanted = "GET" if method == "HEAD" else method
-        best: tuple[Route, dict[str, str]] | None = None
+        best: tuple[Endpoint, dict[str, str]] | None = None
         allowed: list[str] = []
         for route in self._routes:
             params = route.match(parts)

@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING, Final
 import httptools
 
 from surge.gateway.exchange import Exchange
-from surge.gateway.headers import connection_tokens, valid_request_id
+from surge.gateway.request_ids import valid_request_id
+from surge.http.flow import PIPELINE, REFUSED, Downstream
+from surge.http.headers import connection_tokens
 from surge.observe import problem as p
 from surge.observe.problem import Problem, problem_document, problem_response
 
 if TYPE_CHECKING:
-    from surge.gateway.server import Gateway
+    from surge.gateway.server import GatewayServer
     from surge.upstreams.connection import UpstreamConnection
 
 log: Final = logging.getLogger("surge.gateway")
@@ -32,11 +34,6 @@ log: Final = logging.getLogger("surge.gateway")
 NONE: Final = 0
 HEADER: Final = 1
 IDLE: Final = 2
-
-# Why reading from the client is paused (bits): a pipelined request waits; the upstream's
-# write buffer is full; a body is held while no upstream connection is ready; (8, in
-# exchange.py) a policy is waiting for a remote store; a refusal waits for the answers ahead.
-PIPELINE, UPSTREAM_FULL, HOLDING, REFUSED = 1, 2, 4, 16
 
 _DROPPED: Final = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade",
@@ -63,16 +60,16 @@ class Refused(Exception):
     outside the parser, which stops, so nothing after it is read."""
 
 
-class ClientConnection(asyncio.Protocol):
+class ClientConnection(Downstream):
     __slots__ = (
-        "gw", "transport", "parser", "ip", "current", "receiving", "queue", "paused",
-        "write_paused", "deadline", "deadline_kind", "head_seen", "tunnel", "upgrade_buf",
-        "closed", "out", "head_lines", "refusal", "host_ok",
+        "gw", "parser", "ip", "current", "receiving", "queue", "write_paused", "deadline",
+        "deadline_kind", "head_seen", "tunnel", "upgrade_buf", "head_lines", "refusal",
+        "host_ok",
     )
 
-    def __init__(self, gw: Gateway) -> None:
+    def __init__(self, gw: GatewayServer) -> None:
+        super().__init__()
         self.gw = gw
-        self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser = httptools.HttpRequestParser(self)
         self.ip = b"-"
         self.current: Exchange | None = None
@@ -80,7 +77,6 @@ class ClientConnection(asyncio.Protocol):
         # between it and on_message_complete, while it is set.
         self.receiving: Exchange | None = None
         self.queue: deque[Exchange] = deque()
-        self.paused = 0
         self.write_paused = False
         self.deadline = 0.0
         self.deadline_kind = NONE
@@ -88,13 +84,9 @@ class ClientConnection(asyncio.Protocol):
         self.head_lines = 0
         self.tunnel: asyncio.Transport | None = None
         self.upgrade_buf: list[bytes] | None = None
-        self.closed = False
         # A refusal (problem, detail, exchange) waiting for the answers ahead of it.
         self.refusal: tuple[Problem, str, Exchange | None] | None = None
         self.host_ok = b""  # the last Host header found valid on this connection
-        # While not None, writes are collected and sent as one: the upstream connection sets
-        # it around each read, so a response head, body and last chunk cost one system call.
-        self.out: list[bytes] | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -318,17 +310,6 @@ class ClientConnection(asyncio.Protocol):
         for data in buffered:
             if data:
                 conn.send(data)
-
-    def pause_reading_for(self, reason: int) -> None:
-        if not self.paused and not self.closed:
-            self.transport.pause_reading()
-        self.paused |= reason
-
-    def resume_reading_for(self, reason: int) -> None:
-        if self.paused & reason:
-            self.paused &= ~reason
-            if not self.paused and not self.closed:
-                self.transport.resume_reading()
 
     def deadline_passed(self) -> None:
         """Called by the gateway's sweeper when `deadline` is behind us."""

@@ -16,19 +16,22 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Final
 
 from surge.errors import BadPath
-from surge.gateway import headers as h
 from surge.gateway import recovery
 from surge.gateway.hedge import HedgeLeg
 from surge.gateway.policy import Answer, BodyWatcher, Identity, Reply, Verdict
+from surge.gateway.request_ids import REQUEST_IDS
+from surge.http import headers as h
+from surge.http.flow import HOLDING, POLICY_WAIT
 from surge.observe import problem as p
 from surge.observe.problem import Problem, problem_document, problem_response
 from surge.routing.paths import normalize
+from surge.upstreams.caller import Caller
 from surge.upstreams.upstream import EWMA_ALPHA
 
 if TYPE_CHECKING:
     from surge.gateway.client import ClientConnection
-    from surge.gateway.headers import ResponseHead
     from surge.gateway.snapshot import RouteRuntime
+    from surge.http.headers import ResponseHead
     from surge.upstreams.connection import UpstreamConnection
     from surge.upstreams.service import ServiceRuntime
     from surge.upstreams.upstream import Upstream
@@ -37,12 +40,11 @@ log: Final = logging.getLogger("surge.gateway")
 
 # A request body up to this size is kept after sending, so the request can be replayed.
 REPLAY_BUFFER: Final = 64 * 1024
-POLICY_WAIT: Final = 8  # a pause-reading reason bit (see client.py): a policy is waiting
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 _PHRASES: Final = {status.value: status.phrase.encode() for status in HTTPStatus}
 
 
-class Exchange:
+class Exchange(Caller):
     # Defaults live on the class: a new exchange sets three attributes instead of forty, and
     # only the ones a request actually changes are written.
     method = b"-"
@@ -53,7 +55,6 @@ class Exchange:
     length = -1
     chunked = False
     expect = False
-    upgrade: bytes | None = None
     request_id: bytes = b""  # set in start(); b"" until then
     xff: bytes | None = None
     cookie: bytes | None = None
@@ -78,7 +79,6 @@ class Exchange:
     out_chunked = False
     sent_bytes = 0
     responded = False
-    cancelled = False
     deadline = 0.0
     sticky_hit = False
     tunnel = False
@@ -101,7 +101,8 @@ class Exchange:
     answered_here = False  # the gateway answered (an error, a policy's reply), not an upstream
 
     def __init__(self, client: ClientConnection, started: float) -> None:
-        self.client = client
+        # `downstream` (the Caller's) is the same connection, as the upstream side knows it.
+        self.client = self.downstream = client
         self.started = started
         self.headers: list[tuple[bytes, bytes]] = []
 
@@ -111,7 +112,7 @@ class Exchange:
         """Route the request and send it on its way (called when it is this request's turn)."""
         gw = self.client.gw
         if not self.request_id:
-            self.request_id = h.REQUEST_IDS.new()
+            self.request_id = REQUEST_IDS.new()
         if gw.active >= gw.max_inflight:
             self.fail(p.GATEWAY_OVERLOADED, "the gateway is at its limit of "
                       f"{gw.max_inflight} requests in flight", retry_after=b"1")
@@ -301,7 +302,8 @@ class Exchange:
         if up is not None:
             self.sticky_hit = True
         else:
-            key = service.hash_key(self) if service.hashing else None
+            key = (service.hash_key(self.client.ip, self.path, self.headers, self.cookie)
+                   if service.hashing else None)
             up = service.balancer.pick(now, key, self.tried)
         if up is None:
             if self.tried:
@@ -355,7 +357,7 @@ class Exchange:
             if self.routed().hedge_delay is not None:
                 self.arm_hedge()
         if client.paused:
-            client.resume_reading_for(4)
+            client.resume_reading_for(HOLDING)
 
     def request_body(self, data: bytes) -> None:
         if self.responded and self.conn is None:
@@ -398,7 +400,7 @@ class Exchange:
                     self.body = None
                     self.replayable_body = False
         elif self.kept > REPLAY_BUFFER:
-            self.client.pause_reading_for(4)  # hold the client until a connection is ready
+            self.client.pause_reading_for(HOLDING)  # until a connection is ready
 
     def too_large(self) -> None:
         if self.status:

@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING
 
 from surge.gateway import recovery
 from surge.observe import problem as p
+from surge.upstreams.caller import Caller
 
 if TYPE_CHECKING:
     from surge.gateway.exchange import Exchange
-    from surge.gateway.headers import ResponseHead
+    from surge.http.headers import ResponseHead
     from surge.observe.problem import Problem
     from surge.upstreams.connection import UpstreamConnection
     from surge.upstreams.upstream import Upstream
@@ -24,16 +25,15 @@ P95_SAMPLES = 20
 P95_FALLBACK = 0.1
 
 
-class HedgeLeg:
-    __slots__ = ("ex", "upstream", "conn", "cancelled", "client")
-    upgrade = None  # hedged requests never ask for an upgrade
+class HedgeLeg(Caller):
+    __slots__ = ("ex", "upstream", "conn")  # `upgrade` stays None: a hedge never asks for one
 
     def __init__(self, ex: Exchange, upstream: Upstream) -> None:
         self.ex = ex
         self.upstream = upstream
         self.conn: UpstreamConnection | None = None
         self.cancelled = False
-        self.client = ex.client  # the connection batches the client's writes through it
+        self.downstream = ex.client  # the connection batches the client's writes through it
 
     # -- the pool's side -------------------------------------------------------------------------
 
@@ -65,8 +65,7 @@ class HedgeLeg:
             self.ex.hedge_informed(self, status, raw)
 
     # A leg hands its connection to the exchange at the response head, and never asks for an
-    # upgrade: what follows a head is the exchange's. Defined so that the connection's calls
-    # type-check (and, compiled, are direct calls rather than lookups by name).
+    # upgrade: what follows a head is the exchange's.
     def response_body(self, data: bytes) -> None:
         raise AssertionError("a hedge leg got a response body after its head")
 

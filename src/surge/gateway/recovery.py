@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from surge.gateway import headers as h
+from surge.http import headers as h
 from surge.observe import problem as p
 from surge.upstreams.retry import backoff
 

@@ -17,10 +17,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from surge.config import Config, load
 from surge.errors import ClientError, NotFound
 from surge.gateway.client import ClientConnection
-from surge.gateway.headers import DATE
 from surge.gateway.policy import PolicySource, RoutePolicy, chain
 from surge.gateway.ratelimit import RateLimitCollector, RateLimiting, in_use, signature
 from surge.gateway.snapshot import Snapshot, build_snapshot
+from surge.http.headers import DATE
 from surge.observe.accesslog import AccessLog
 from surge.observe.metrics import GatewayCollector, GatewayStats
 from surge.upstreams.prober import Prober
@@ -41,7 +41,7 @@ class ReloadFollower(Protocol):
     async def reconcile(self, config: Config) -> None: ...
 
 
-class Gateway:
+class GatewayServer:
     def __init__(self, config: Config, path: str | Path | None = None, *,
                  reuse_port: bool = False) -> None:
         self.path = Path(path) if path is not None else None

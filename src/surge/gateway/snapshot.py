@@ -56,8 +56,9 @@ class RouteRuntime:
 
 
 class Routes:
-    """The route table (`table.match` returns a `Route` whose `.source` is a RouteRuntime) and
-    the facts the data path asks before reading a request's host or building a header map."""
+    """The route table (`table.match` returns a `CompiledRoute` whose `.source` is a
+    RouteRuntime) and the facts the data path asks before reading a request's host or building
+    a header map."""
 
     __slots__ = ("table", "uses_headers", "uses_host")
 

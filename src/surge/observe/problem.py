@@ -16,7 +16,7 @@ import time
 from http import HTTPStatus
 from typing import Final, final
 
-from surge.gateway.headers import DATE
+from surge.http.headers import DATE
 
 PROBLEM_TYPE_BASE: Final = "https://surge.dev/problems/"
 CONTENT_TYPE: Final = b"application/problem+json"

@@ -1,6 +1,6 @@
 """The rate limiting algorithms, pure: a policy is built once from a key's limits, then
 `policy.decide(state, now, cost)` takes the stored state of one key and `now` (seconds, any
-origin) and returns a `Decision` plus the new state (None when nothing is to be written: a
+origin) and returns a `RateLimitDecision` plus the new state (None when nothing is to be written: a
 rejection or a peek with `cost=0`). Several limits are decided together, all or nothing: a
 request rejected by any limit consumes nothing from the others.
 
@@ -25,7 +25,7 @@ from surge.config.units import Rate
 EPSILON = 1e-7
 
 
-class Decision(NamedTuple):
+class RateLimitDecision(NamedTuple):
     """The answer for one request. `remaining` and `reset_after` describe the limit
     closest to exhaustion (the one a client should pace itself by), `tightest` says which;
     times are in seconds;
@@ -40,7 +40,7 @@ class Decision(NamedTuple):
 
 
 State = tuple[Any, ...]
-_new = tuple.__new__  # builds a Decision without NamedTuple's keyword handling (hot path)
+_new = tuple.__new__  # builds a RateLimitDecision without NamedTuple's keyword handling (hot path)
 
 
 def fixed_window_step(entry: Any, rate: Rate, now: float, cost: int) -> tuple:
@@ -89,18 +89,18 @@ def _sliding_retry(previous: int, current: int, rate: Rate, elapsed: float, cost
     return wait
 
 
-class Policy:
+class RateLimitPolicy:
     """A key's limits under one algorithm. Subclasses decide; all are pure.
 
-    `fresh`, when not None, is the one `Decision` object that `decide` returns for a request
-    of cost 1 on a key with its whole quota: callers may recognise it by identity and answer
+    `fresh`, when not None, is the one `RateLimitDecision` object that `decide` returns for a
+    request of cost 1 on a key with its whole quota: callers may recognise it by identity and answer
     from what they prebuilt for it (the gateway's headers) instead of reading its fields.
     Such a policy also promises a shortcut: a key whose state is a float below `now` has its
     whole quota, and a request of cost 1 leaves its state at `now + fresh_step`; a caller may
     take it without calling `decide`."""
 
     algorithm = "gcra"
-    fresh: Decision | None = None
+    fresh: RateLimitDecision | None = None
     fresh_step = 0.0
 
     def __init__(self, rates: tuple[Rate, ...] | list[Rate]) -> None:
@@ -108,7 +108,8 @@ class Policy:
             raise ValueError("a policy needs at least one rate")
         self.rates = tuple(rates)
 
-    def decide(self, state: State | None, now: float, cost: int = 1) -> tuple[Decision, Any]:
+    def decide(self, state: State | None, now: float,
+               cost: int = 1) -> tuple[RateLimitDecision, Any]:
         raise NotImplementedError
 
     def expires_at(self, state: State) -> float:
@@ -116,14 +117,15 @@ class Policy:
         raise NotImplementedError
 
 
-class StepPolicy(Policy):
+class StepPolicy(RateLimitPolicy):
     """A per-limit `step` function combined over all limits, all or nothing. A step takes
     (entry or None, rate, now, cost) and returns (allowed, new_entry, remaining,
     reset_after, retry_after)."""
 
     step: Callable[[Any, Rate, float, int], tuple]
 
-    def decide(self, state: State | None, now: float, cost: int = 1) -> tuple[Decision, Any]:
+    def decide(self, state: State | None, now: float,
+               cost: int = 1) -> tuple[RateLimitDecision, Any]:
         rates = self.rates
         if state is None or len(state) != len(rates):
             state = (None,) * len(rates)
@@ -140,13 +142,13 @@ class StepPolicy(Policy):
             if remaining < best[0] or (remaining == best[0] and reset > best[1]):
                 best = (remaining, reset, i)
         if not allowed:
-            return _new(Decision, (False, best[0], best[1], retry, best[2], 0.0)), None
-        return _new(Decision, (True, best[0], best[1], 0.0, best[2], 0.0)), (
+            return _new(RateLimitDecision, (False, best[0], best[1], retry, best[2], 0.0)), None
+        return _new(RateLimitDecision, (True, best[0], best[1], 0.0, best[2], 0.0)), (
             tuple(entries) if cost else None
         )
 
 
-class Gcra(Policy):
+class Gcra(RateLimitPolicy):
     """GCRA, the default: per limit, a bucket of `limit` tokens refilled one per `period /
     limit` seconds, kept as a theoretical arrival time (TAT). `decide` is a closure with
     its constants and builtins bound as locals, which is worth a third of a call's time: this
@@ -166,16 +168,17 @@ class Gcra(Policy):
         return state if state.__class__ is float else max(state)
 
 
-def _single_gcra(rates: tuple[Rate, ...]) -> Callable[[Any, float, int], tuple[Decision, Any]]:
+def _single_gcra(
+        rates: tuple[Rate, ...]) -> Callable[[Any, float, int], tuple[RateLimitDecision, Any]]:
     period = rates[0].period
     limit = rates[0].limit
     interval = period / limit
-    eps, inf, new, decision, as_int, real = EPSILON, math.inf, _new, Decision, int, float
+    eps, inf, new, decision, as_int, real = EPSILON, math.inf, _new, RateLimitDecision, int, float
     # a full bucket spending one token: what the general path below computes for tat == now
     fresh = new(decision, (True, as_int((period - interval) / interval + eps), interval, 0.0,
                            0, 0.0))
 
-    def decide(tat: Any, now: float, cost: int = 1) -> tuple[Decision, Any]:
+    def decide(tat: Any, now: float, cost: int = 1) -> tuple[RateLimitDecision, Any]:
         if tat.__class__ is not real or tat < now:  # never seen (None), or a full bucket
             if cost == 1:
                 return fresh, now + interval
@@ -192,13 +195,14 @@ def _single_gcra(rates: tuple[Rate, ...]) -> Callable[[Any, float, int], tuple[D
     return decide
 
 
-def _multi_gcra(rates: tuple[Rate, ...]) -> Callable[[Any, float, int], tuple[Decision, Any]]:
+def _multi_gcra(
+        rates: tuple[Rate, ...]) -> Callable[[Any, float, int], tuple[RateLimitDecision, Any]]:
     """The same as `_single_gcra` for each limit, then all or nothing."""
     limits = tuple((i, r.period, r.limit, r.period / r.limit) for i, r in enumerate(rates))
     n = len(limits)
-    eps, inf, new, decision, as_int = EPSILON, math.inf, _new, Decision, int
+    eps, inf, new, decision, as_int = EPSILON, math.inf, _new, RateLimitDecision, int
 
-    def decide(state: Any, now: float, cost: int = 1) -> tuple[Decision, Any]:
+    def decide(state: Any, now: float, cost: int = 1) -> tuple[RateLimitDecision, Any]:
         if state.__class__ is not tuple or len(state) != n:
             state = (now,) * n
         new_state = []
@@ -245,7 +249,7 @@ class SlidingWindow(StepPolicy):
         return max((e[0] + 2) * r.period for e, r in zip(state, self.rates, strict=True))
 
 
-class Shaping(Policy):
+class Shaping(RateLimitPolicy):
     """Leaky bucket as a shaper: instead of rejecting a burst, delay each request until its
     slot (requests leave at the pace of every limit, no burst). A request whose delay would
     exceed `max_delay` (the bounded queue is full) is rejected and consumes nothing."""
@@ -256,7 +260,8 @@ class Shaping(Policy):
         super().__init__(rates)
         self.max_delay = max_delay
 
-    def decide(self, state: State | None, now: float, cost: int = 1) -> tuple[Decision, Any]:
+    def decide(self, state: State | None, now: float,
+               cost: int = 1) -> tuple[RateLimitDecision, Any]:
         rates, max_delay = self.rates, self.max_delay
         if state is None or len(state) != len(rates):
             state = (None,) * len(rates)
@@ -266,20 +271,20 @@ class Shaping(Policy):
         index = min(range(len(rates)), key=lambda i: rates[i].limit / rates[i].period)
         interval = rates[index].period / rates[index].limit
         if delay > max_delay + EPSILON:
-            return _new(Decision, (False, 0, delay, delay - max_delay, index, 0.0)), None
+            return _new(RateLimitDecision, (False, 0, delay, delay - max_delay, index, 0.0)), None
         if not cost:
             left = int((max_delay - delay) / interval + EPSILON) + 1
-            return _new(Decision, (True, left, delay, 0.0, index, delay)), None
+            return _new(RateLimitDecision, (True, left, delay, 0.0, index, delay)), None
         queued = delay + cost * interval  # when the queue drains after this request
         left = max(0, math.floor((max_delay - queued) / interval + EPSILON) + 1)
         new_state = tuple(depart + cost * r.period / r.limit for r in rates)
-        return _new(Decision, (True, left, queued, 0.0, index, delay)), new_state
+        return _new(RateLimitDecision, (True, left, queued, 0.0, index, delay)), new_state
 
     def expires_at(self, state: State) -> float:
         return max(state)
 
 
-ALGORITHMS: dict[str, type[Policy]] = {
+ALGORITHMS: dict[str, type[RateLimitPolicy]] = {
     "gcra": Gcra,
     "sliding_window": SlidingWindow,
     "fixed_window": FixedWindow,
@@ -287,7 +292,8 @@ ALGORITHMS: dict[str, type[Policy]] = {
 }
 
 
-def make_policy(algorithm: str, rates: tuple[Rate, ...] | list[Rate], **options: Any) -> Policy:
+def make_policy(algorithm: str, rates: tuple[Rate, ...] | list[Rate],
+                **options: Any) -> RateLimitPolicy:
     """The policy for `algorithm` (one of ALGORITHMS) over `rates`."""
     return ALGORITHMS[check_algorithm(algorithm)](rates, **options)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from surge.errors import RateLimited, Unauthorized
 from surge.observe.problem import CONTENT_TYPE
-from surge.ratelimit.algorithms import Decision
+from surge.ratelimit.algorithms import RateLimitDecision
 from surge.ratelimit.identity import Identifier
 from surge.ratelimit.limiter import Limiter
 from surge.ratelimit.registry import KeyRegistry
@@ -54,7 +54,7 @@ class Guard:
         self.plan = plan
         self.cost = cost
 
-    async def check(self, scope: Scope, prefix: str = "") -> tuple[Decision | None, Any]:
+    async def check(self, scope: Scope, prefix: str = "") -> tuple[RateLimitDecision | None, Any]:
         """(decision, rejection): rejection is None when the request may proceed, else the
         (status, headers, body) to answer with."""
         try:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple, NoReturn
 
 from surge.errors import ConfigError, StoreError
-from surge.ratelimit.algorithms import Decision, Policy, make_policy
+from surge.ratelimit.algorithms import RateLimitDecision, RateLimitPolicy, make_policy
 from surge.ratelimit.settings import RateLimitSettings, unknown_plan
 from surge.ratelimit.store import LocalHit, LocalStore, Store, open_store
 
@@ -32,7 +32,7 @@ class Plan:
     __slots__ = ("name", "policy", "local", "names", "policy_header", "rate_prefix",
                  "raw_prefix", "allowed", "rejected", "dry_run_rejected")
 
-    def __init__(self, name: str, policy: Policy, local: LocalHit) -> None:
+    def __init__(self, name: str, policy: RateLimitPolicy, local: LocalHit) -> None:
         self.name = name
         self.policy = policy
         self.local = local  # the store's bound synchronous hit (raises if it is remote)
@@ -52,7 +52,7 @@ class Plan:
         return {"allowed": self.allowed, "rejected": self.rejected,
                 "dry_run_rejected": self.dry_run_rejected}
 
-    def render(self, decision: Decision) -> bytes:
+    def render(self, decision: RateLimitDecision) -> bytes:
         """The header lines of `Limiter.headers_raw` for a decision on this plan."""
         reset = decision.reset_after
         raw = self.raw_prefix[decision.tightest] + b"%d;t=%d\r\n" % (
@@ -68,7 +68,7 @@ class Gate(NamedTuple):
 
     `decide(identity, now)` decides, counts and returns (allowed, the header lines to add to
     the response); `now` is on the limiter's clock. When `table` is not None the policy has a
-    shortcut (see `Policy.fresh`) that a caller may take inline instead: a key whose
+    shortcut (see `RateLimitPolicy.fresh`) that a caller may take inline instead: a key whose
     `table[identity]` is a float below `now` has its whole quota; set it to `now + step`, add
     1 to `plan.allowed` and answer allowed with `lines`. Anything else goes to `decide`."""
 
@@ -125,7 +125,7 @@ class Limiter:
 
     def hit_local(
         self, identity: str, plan: str | None = None, cost: int = 1, now: float | None = None
-    ) -> Decision:
+    ) -> RateLimitDecision:
         """Decide synchronously on the in-process store (raises TypeError on a remote one)."""
         p = self.plans.get(plan or self.default_plan) or self.plan(plan)
         if cost < 0:
@@ -161,7 +161,7 @@ class Limiter:
 
     async def hit(
         self, identity: str, plan: str | None = None, cost: int = 1, now: float | None = None
-    ) -> Decision:
+    ) -> RateLimitDecision:
         """Decide on any store. A store that fails follows `on_store_error`."""
         p = self.plans.get(plan or self.default_plan) or self.plan(plan)
         if cost < 0:
@@ -173,7 +173,7 @@ class Limiter:
             return self._store_failed(exc)
         return self._counted(p, identity, decision) if cost else decision
 
-    async def peek(self, identity: str, plan: str | None = None) -> Decision:
+    async def peek(self, identity: str, plan: str | None = None) -> RateLimitDecision:
         """The decision a request of cost 1 would get, consuming nothing."""
         p = self.plan(plan)
         decision = await self.store.hit(p.name, identity, p.policy, 0, self.clock())
@@ -198,7 +198,8 @@ class Limiter:
     async def reset(self, identity: str, plan: str | None = None) -> None:
         await self.store.reset(self.plan(plan).name, identity)
 
-    def headers(self, decision: Decision, plan: str | None = None) -> list[tuple[bytes, bytes]]:
+    def headers(self, decision: RateLimitDecision,
+                plan: str | None = None) -> list[tuple[bytes, bytes]]:
         """`RateLimit-Policy` and `RateLimit` for any response, `Retry-After` on a rejection."""
         p = self.plans.get(plan or self.default_plan) or self.plan(plan)
         reset = decision.reset_after
@@ -210,7 +211,7 @@ class Limiter:
             headers.append((b"Retry-After", b"%d" % retry_after_seconds(decision, p.policy)))
         return headers
 
-    def headers_raw(self, decision: Decision, plan: str | None = None) -> bytes:
+    def headers_raw(self, decision: RateLimitDecision, plan: str | None = None) -> bytes:
         """The same fields as `headers`, as HTTP/1.1 header lines (each ending in CRLF) ready
         to splice into a response head: the gateway's form, one bytes operation."""
         return (self.plans.get(plan or self.default_plan) or self.plan(plan)).render(decision)
@@ -230,7 +231,7 @@ class Limiter:
     def _not_local(self, identity: str, cost: int, now: float) -> NoReturn:
         raise TypeError(f"store {self.store.url} is not in-process; await hit() instead")
 
-    def _counted(self, p: Plan, identity: str, decision: Decision) -> Decision:
+    def _counted(self, p: Plan, identity: str, decision: RateLimitDecision) -> RateLimitDecision:
         """Count a decision that spent quota (or would have) on its plan; dry-run turns a
         rejection into an allowed decision."""
         if decision[0]:
@@ -241,13 +242,13 @@ class Limiter:
         p.rejected += 1
         return decision
 
-    def _dry_run(self, p: Plan, identity: str, decision: Decision) -> Decision:
+    def _dry_run(self, p: Plan, identity: str, decision: RateLimitDecision) -> RateLimitDecision:
         p.dry_run_rejected += 1
         log.info("dry-run: would reject %s on plan %s (retry after %.3fs)",
                  identity, p.name, decision.retry_after)
         return decision._replace(allowed=True)
 
-    def _store_failed(self, exc: StoreError) -> Decision:
+    def _store_failed(self, exc: StoreError) -> RateLimitDecision:
         self.store_errors += 1
         now = time.monotonic()
         if now - self._last_logged >= self._log_interval:
@@ -255,11 +256,11 @@ class Limiter:
             log.warning("rate limit store failed (%d errors so far), on_store_error=%s: %s",
                         self.store_errors, self.settings.on_store_error, exc)
         if self._deny_on_error:
-            return Decision(False, 0, 0.0, 1.0)
-        return Decision(True, 0, 0.0, 0.0)
+            return RateLimitDecision(False, 0, 0.0, 1.0)
+        return RateLimitDecision(True, 0, 0.0, 0.0)
 
 
-def retry_after_seconds(decision: Decision, policy: Policy) -> int:
+def retry_after_seconds(decision: RateLimitDecision, policy: RateLimitPolicy) -> int:
     """Whole seconds for `Retry-After`: at least 1; the longest window when never."""
     if decision.retry_after == math.inf:
         return math.ceil(max(r.period for r in policy.rates))

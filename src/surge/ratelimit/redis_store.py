@@ -27,7 +27,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from surge.config.units import Rate
 from surge.errors import StoreError
-from surge.ratelimit.algorithms import EPSILON, Decision, Policy, Shaping
+from surge.ratelimit.algorithms import EPSILON, RateLimitDecision, RateLimitPolicy, Shaping
 from surge.ratelimit.store import Store
 
 # Times in the script count from 2020-01-01 UTC (a multiple of every window length up to a
@@ -83,15 +83,16 @@ class RedisStore(Store):
         )
         self.client = aioredis.Redis(connection_pool=pool)
         self._shas: dict[str, str] = {}  # per script text, once loaded
-        self._specs: dict[Policy, tuple[str, tuple[Any, ...]]] = {}  # script, ARGV after cost
+        # Per policy: its script, and the ARGV after the cost.
+        self._specs: dict[RateLimitPolicy, tuple[str, tuple[Any, ...]]] = {}
         self._half = MIN_SPLIT
         self._in_flight = 0  # calls sent and not yet answered
         self._queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
         self._senders: set[asyncio.Task[None]] = set()
 
     async def hit(
-        self, namespace: str, key: str, policy: Policy, cost: int, now: float
-    ) -> Decision:
+        self, namespace: str, key: str, policy: RateLimitPolicy, cost: int, now: float
+    ) -> RateLimitDecision:
         script, spec = self._specs.get(policy) or self._spec(policy)
         rkey = redis_key(namespace, key)
         try:
@@ -105,7 +106,8 @@ class RedisStore(Store):
             raise StoreError(f"redis rate limit store {self.url}: {exc}") from exc
         allowed, remaining, reset_us, retry_us, index, delay_us = map(int, reply.split())
         retry = math.inf if retry_us == NEVER else retry_us / 1e6
-        return Decision(bool(allowed), remaining, reset_us / 1e6, retry, index, delay_us / 1e6)
+        return RateLimitDecision(bool(allowed), remaining, reset_us / 1e6, retry, index,
+                                 delay_us / 1e6)
 
     async def _execute(self, *command: Any) -> Any:
         """One command: sent alone when nothing else is out, else batched with its peers."""
@@ -174,7 +176,7 @@ class RedisStore(Store):
         sha = self._shas[script] = await self.client.script_load(script)
         return sha
 
-    def _spec(self, policy: Policy) -> tuple[str, tuple[Any, ...]]:
+    def _spec(self, policy: RateLimitPolicy) -> tuple[str, tuple[Any, ...]]:
         """The script for the policy and its arguments after the cost, encoded once."""
         longest = max(r.period for r in policy.rates)
         max_delay = policy.max_delay if isinstance(policy, Shaping) else 0.0

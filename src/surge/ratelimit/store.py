@@ -13,10 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 from surge.masking import mask_credentials
-from surge.ratelimit.algorithms import Decision, Policy
+from surge.ratelimit.algorithms import RateLimitDecision, RateLimitPolicy
 
 LOCAL_URLS = ("local", "memory://")
-LocalHit = Callable[[str, int, float], Decision]
+LocalHit = Callable[[str, int, float], RateLimitDecision]
 
 
 class Store(ABC):
@@ -29,8 +29,8 @@ class Store(ABC):
 
     @abstractmethod
     async def hit(
-        self, namespace: str, key: str, policy: Policy, cost: int, now: float
-    ) -> Decision:
+        self, namespace: str, key: str, policy: RateLimitPolicy, cost: int, now: float
+    ) -> RateLimitDecision:
         """Decide and, when allowed and cost > 0, consume; atomically over all limits.
         Raises `surge.errors.StoreError` when the store cannot answer."""
 
@@ -51,11 +51,12 @@ class LocalStore(Store):
     def __init__(self, url: str = "local") -> None:
         self.url = url
         self._tables: dict[str, dict[str, Any]] = {}
-        self._bound: dict[tuple[str, Policy], LocalHit] = {}
+        self._bound: dict[tuple[str, RateLimitPolicy], LocalHit] = {}
 
-    def bind(self, namespace: str, policy: Policy) -> LocalHit:
-        """A synchronous `hit(key, cost, now) -> Decision` for one namespace and policy: the
-        gateway data path calls it directly, with no lookups beyond the key's own state."""
+    def bind(self, namespace: str, policy: RateLimitPolicy) -> LocalHit:
+        """A synchronous `hit(key, cost, now) -> RateLimitDecision` for one namespace and
+        policy: the gateway data path calls it directly, with no lookups beyond the key's own
+        state."""
         bound = self._bound.get((namespace, policy))
         if bound is not None:
             return bound
@@ -63,7 +64,7 @@ class LocalStore(Store):
         get, decide = table.get, policy.decide
         sweep_at = max(1024, 2 * len(table))
 
-        def hit(key: str, cost: int, now: float) -> Decision:
+        def hit(key: str, cost: int, now: float) -> RateLimitDecision:
             nonlocal sweep_at
             decision, new_state = decide(get(key), now, cost)
             if new_state is not None:
@@ -75,20 +76,21 @@ class LocalStore(Store):
         self._bound[(namespace, policy)] = hit
         return hit
 
-    def table(self, namespace: str, policy: Policy) -> dict[str, Any]:
+    def table(self, namespace: str, policy: RateLimitPolicy) -> dict[str, Any]:
         """The states of one namespace under a policy, by key. A caller that writes to it
         directly (the limiter's `gate`) must only overwrite keys that are already present:
         new keys go through `bind`'s hit, which keeps the table swept."""
         # one table per plan and algorithm: states of different algorithms never mix
         return self._tables.setdefault(f"{namespace}/{policy.algorithm}", {})
 
-    def hit_sync(self, namespace: str, key: str, policy: Policy, cost: int, now: float) -> Decision:
+    def hit_sync(self, namespace: str, key: str, policy: RateLimitPolicy, cost: int,
+                 now: float) -> RateLimitDecision:
         """The synchronous form of `hit`, for callback-based callers."""
         return self.bind(namespace, policy)(key, cost, now)
 
     async def hit(
-        self, namespace: str, key: str, policy: Policy, cost: int, now: float
-    ) -> Decision:
+        self, namespace: str, key: str, policy: RateLimitPolicy, cost: int, now: float
+    ) -> RateLimitDecision:
         return self.hit_sync(namespace, key, policy, cost, now)
 
     async def reset(self, namespace: str, key: str) -> None:
@@ -100,7 +102,7 @@ class LocalStore(Store):
         return sum(len(t) for t in self._tables.values())
 
 
-def _sweep(table: dict[str, Any], policy: Policy, now: float) -> int:
+def _sweep(table: dict[str, Any], policy: RateLimitPolicy, now: float) -> int:
     """Drop the entries that are back to 'never seen'; return the size for the next sweep.
     Sweeping when the table has doubled keeps the cost amortised O(1) per hit."""
     stale = [key for key, state in table.items() if policy.expires_at(state) <= now]

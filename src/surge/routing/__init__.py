@@ -1,5 +1,5 @@
-"""Route matching (pure): the table built from `routes:` and the path rewrite it implies."""
+"""CompiledRoute matching (pure): the table built from `routes:` and the path rewrite it implies."""
 
-from surge.routing.table import Route, RouteTable, normalize_host, strip
+from surge.routing.table import CompiledRoute, RouteTable, normalize_host, strip
 
-__all__ = ["Route", "RouteTable", "normalize_host", "strip"]
+__all__ = ["CompiledRoute", "RouteTable", "normalize_host", "strip"]

@@ -33,7 +33,7 @@ def normalize_host(host: str) -> str:
     return host.rstrip(".").lower()
 
 
-class Route:
+class CompiledRoute:
     """One compiled route. `source` is the config object it was built from (attributes this
     class does not define, such as `rate_limit`, are read through to it); `extra` is free for
     the gateway to hang per-route data on (its policy chain, the service object)."""
@@ -70,19 +70,19 @@ class Route:
         return getattr(self.source, name)
 
     def __repr__(self) -> str:
-        return f"<Route {self.prefix} -> {self.service}>"
+        return f"<CompiledRoute {self.prefix} -> {self.service}>"
 
 
 # (prefix, its routes from most to least specific), longest prefix first.
-_Groups = list[tuple[str, list[Route]]]
+_Groups = list[tuple[str, list[CompiledRoute]]]
 
 
-def _grouped(routes: Iterable[Route]) -> _Groups:
-    by_prefix: dict[str, list[Route]] = {}
+def _grouped(routes: Iterable[CompiledRoute]) -> _Groups:
+    by_prefix: dict[str, list[CompiledRoute]] = {}
     for route in routes:
         by_prefix.setdefault(route.prefix, []).append(route)
     return [
-        (prefix, sorted(group, key=Route.specificity))  # stable: config order breaks ties
+        (prefix, sorted(group, key=CompiledRoute.specificity))  # stable: config order breaks ties
         for prefix, group in sorted(by_prefix.items(), key=lambda item: -len(item[0]))
     ]
 
@@ -95,7 +95,7 @@ def _first_segment(prefix: str) -> str | None:
 
 def _first_fit(
     groups: _Groups, method: str, path: str, host: str | None, headers: Mapping[str, str]
-) -> Route | None:
+) -> CompiledRoute | None:
     for prefix, routes in groups:
         if not path.startswith(prefix):
             continue
@@ -122,9 +122,9 @@ class RouteTable:
     __slots__ = ("routes", "_by_segment", "_unsegmented", "_uses_host")
 
     def __init__(self, routes: Iterable[Any]) -> None:
-        self.routes: tuple[Route, ...] = tuple(Route(r) for r in routes)
-        by_segment: dict[str, list[Route]] = {}
-        unsegmented: list[Route] = []
+        self.routes: tuple[CompiledRoute, ...] = tuple(CompiledRoute(r) for r in routes)
+        by_segment: dict[str, list[CompiledRoute]] = {}
+        unsegmented: list[CompiledRoute] = []
         for route in self.routes:
             segment = _first_segment(route.prefix)
             if segment is None:
@@ -138,7 +138,7 @@ class RouteTable:
     def match(
         self, method: str, path: str, host: str | None = None,
         headers: Mapping[str, str] = _NO_HEADERS,
-    ) -> Route | None:
+    ) -> CompiledRoute | None:
         """The route for this request, or None (a 404). `headers` has lower-case names."""
         if host is not None and self._uses_host:
             host = normalize_host(host)
@@ -156,7 +156,7 @@ class RouteTable:
 
 
 class Prefixed(Protocol):
-    """What `strip` reads: a `Route`, or the gateway's runtime view of one."""
+    """What `strip` reads: a `CompiledRoute`, or the gateway's runtime view of one."""
 
     prefix: str
     strip_prefix: bool

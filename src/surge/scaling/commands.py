@@ -97,9 +97,9 @@ def _load(args: argparse.Namespace) -> int:
     import uvloop
 
     from surge.admin.client import not_answering
+    from surge.app.readiness import port_in_use
     from surge.config.units import parse_duration
     from surge.errors import ConfigError
-    from surge.gateway.readiness import port_in_use
     from surge.scaling.load import LoadRun, print_live_line, print_summary
     from surge.scaling.profile import parse_profile
 

@@ -1,10 +1,10 @@
 """The autoscaling loop: every control period, per scaled service or worker group, collect
 samples (CPU and RSS of each ready replica's process tree, in-flight requests from the gateway,
 request rate and p95 latency from the deltas of its route counters, queue depth from the jobs
-broker), ask the pure policy (`policy.py`) for a Decision, apply it through the supervisor and
-keep it, inputs included, for `GET /api/scaling`. A reload may track new groups, swap a
-group's policy or its broker (`control.py` decides when). No decision logic here: the policy
-decides, the supervisor acts."""
+broker), ask the pure policy (`policy.py`) for a ScalingDecision, apply it through the
+supervisor and keep it, inputs included, for `GET /api/scaling`. A reload may track new
+groups, swap a group's policy or its broker (`control.py` decides when). No decision logic
+here: the policy decides, the supervisor acts."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from surge.errors import BrokerError, NotFound
 from surge.jobs.states import JobState
 from surge.scaling.metrics import EventLog, ProcessTree, ServiceTraffic
-from surge.scaling.policy import Decision, Policy, Sample
+from surge.scaling.policy import Sample, ScalingDecision, ScalingPolicy
 from surge.scaling.spec import PolicySpec, group_policies
 from surge.scaling.supervisor import Supervisor
 
@@ -38,7 +38,7 @@ class Scaled:
     def __init__(self, name: str, spec: PolicySpec | None,
                  traffic: ServiceTraffic | None) -> None:
         self.name = name
-        self.policy = Policy(spec) if spec is not None else None
+        self.policy = ScalingPolicy(spec) if spec is not None else None
         self.traffic = traffic
         self.trees: dict[int, ProcessTree] = {}
         self.last: dict[str, Any] | None = None
@@ -86,7 +86,7 @@ class ScalingLoop:
             self.scaled[name] = Scaled(name, spec, ServiceTraffic(stats, name)
                                        if service and stats is not None else None)
         elif changed:
-            scaled.policy = Policy(spec) if spec is not None else None
+            scaled.policy = ScalingPolicy(spec) if spec is not None else None
         self._set_period()
         return changed
 
@@ -141,7 +141,7 @@ class ScalingLoop:
             except Exception:  # a bug here must not stop scaling for good
                 log.exception("autoscaler tick failed")
 
-    async def tick(self, now: float) -> dict[str, Decision]:
+    async def tick(self, now: float) -> dict[str, ScalingDecision]:
         """One control period: measure every group, decide and apply for the scaled ones."""
         decisions = {}
         for name, scaled in list(self.scaled.items()):
@@ -153,8 +153,8 @@ class ScalingLoop:
                 continue
         return decisions
 
-    async def step(self, scaled: Scaled, policy: Policy, samples: list[Sample],
-                   now: float) -> Decision:
+    async def step(self, scaled: Scaled, policy: ScalingPolicy, samples: list[Sample],
+                   now: float) -> ScalingDecision:
         name = scaled.name
         current = self.supervisor.count(name)
         decision = policy.decide(samples, current, now)

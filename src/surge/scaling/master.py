@@ -1,4 +1,4 @@
-"""Supervised replicas under `gateway.workers: N`: the master (`gateway/workers.py`, the one
+"""Supervised replicas under `gateway.workers: N`: the master (`app/workers.py`, the one
 master there is) runs the one supervisor and the one autoscaler loop, and its N gateway
 processes behave to them as one gateway: `MasterMembership`.
 
@@ -29,8 +29,8 @@ from surge.observe.metrics import BUCKETS, GatewayStats
 from surge.scaling.membership import Membership, UpstreamState, upstream_states
 
 if TYPE_CHECKING:  # handed in by the process wiring, which imports scaling, not the reverse
-    from surge.gateway.server import Gateway
-    from surge.gateway.workers import Master
+    from surge.app.workers import Master
+    from surge.gateway.server import GatewayServer
 
 log = logging.getLogger("surge.workers")  # as users know the master's log lines
 
@@ -41,7 +41,7 @@ MERGED_ROUTE = "workers"  # the route label of the merged histograms
 
 # -- the gateway process side ----------------------------------------------------------------------
 
-def gateway_state(gateway: Gateway) -> dict[str, Any]:
+def gateway_state(gateway: GatewayServer) -> dict[str, Any]:
     """What one gateway process reports to the master."""
     names = {*gateway.snapshot.services, *(r.name for r in gateway.retired)}
     buckets: dict[str, list[int]] = {}
@@ -54,7 +54,7 @@ def gateway_state(gateway: Gateway) -> dict[str, Any]:
                           for name in names}}
 
 
-def register_state_route(router: Router, gateway: Gateway) -> None:
+def register_state_route(router: Router, gateway: GatewayServer) -> None:
     """`GET /api/worker/state` on a gateway process's private admin API."""
 
     def state(request: Request) -> Response:

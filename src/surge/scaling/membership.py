@@ -18,7 +18,7 @@ from surge.errors import NotFound
 from surge.observe.metrics import GatewayStats
 
 if TYPE_CHECKING:  # the gateway is handed in; scaling does not import the data path
-    from surge.gateway.server import Gateway
+    from surge.gateway.server import GatewayServer
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +29,8 @@ class UpstreamState:
 
 
 class Membership(ABC):
-    """Replicas join and leave through `control`, what the admin API drives (the Gateway, or
-    the master of `workers: N`), with the same `add_upstream` and `remove_upstream`; None
+    """Replicas join and leave through `control`, what the admin API drives (the GatewayServer,
+    or the master of `workers: N`), with the same `add_upstream` and `remove_upstream`; None
     for a supervisor of job workers only, whose replicas join nothing."""
 
     stats: GatewayStats | None = None  # route counters (ServiceTraffic reads them)
@@ -66,9 +66,9 @@ class Membership(ABC):
 
 
 class GatewayMembership(Membership):
-    """The `Gateway` running in this process."""
+    """The `GatewayServer` running in this process."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: GatewayServer) -> None:
         super().__init__(gateway)
         self.gateway = gateway
         self.stats = gateway.stats
@@ -87,8 +87,8 @@ class NoGateway(Membership):
         return {}
 
 
-def upstream_states(gateway: Gateway, service: str) -> dict[str, UpstreamState]:
-    """The upstreams of `service` in a Gateway: its current runtime's, else those of a removed
+def upstream_states(gateway: GatewayServer, service: str) -> dict[str, UpstreamState]:
+    """The upstreams of `service` in a GatewayServer: its current runtime's, else those of a removed
     service still draining."""
     runtimes = [r for r in gateway.retired if r.name == service]
     current = gateway.snapshot.services.get(service)

@@ -44,16 +44,16 @@ class Sample:
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
+class ScalingDecision:
     desired: int
     reason: str
     proposals: dict[str, int] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)  # the aggregated inputs
 
 
-class Policy:
-    """Turns samples into a Decision once per control period, remembering past recommendations
-    for the stabilization windows. One instance per service."""
+class ScalingPolicy:
+    """Turns samples into a ScalingDecision once per control period, remembering past
+    recommendations for the stabilization windows. One instance per service."""
 
     def __init__(self, spec: PolicySpec) -> None:
         self.spec = spec
@@ -61,7 +61,7 @@ class Policy:
         self._first_decision = True
         self._demand = DemandEstimate()
 
-    def decide(self, samples: Iterable[Sample], current: int, now: float) -> Decision:
+    def decide(self, samples: Iterable[Sample], current: int, now: float) -> ScalingDecision:
         spec = self.spec
         fresh = [s for s in samples if now - spec.control_period < s.at <= now]
         metrics = _aggregate(fresh)
@@ -187,7 +187,7 @@ class Policy:
     def _bounded(
         self, desired: int, current: int, now: float, reason: str,
         proposals: dict[str, int], metrics: dict[str, float],
-    ) -> Decision:
+    ) -> ScalingDecision:
         floor, cron = self.schedule_floor(now)
         if desired < floor:
             desired = floor
@@ -196,7 +196,7 @@ class Policy:
             desired, reason = self.spec.max, f"{reason}; capped at max {self.spec.max}"
         if desired == 0 and current > 0:
             reason = f"{reason}; queue empty for the scale-down window: scale to zero"
-        return Decision(desired, reason, proposals, metrics)
+        return ScalingDecision(desired, reason, proposals, metrics)
 
 
 def _per_replica(samples: list[Sample], attribute: str) -> dict[str, float]:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from surge.errors import NotFound
-from surge.gateway.run import free_ports
+from surge.ports import free_ports
 from surge.scaling import process as proc
 from surge.scaling.groups import Group, GroupSpec, Slot, pick_victims
 from surge.scaling.lifecycle import LIVE, ProcessState

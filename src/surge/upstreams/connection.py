@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 
 import httptools
 
-from surge.gateway.headers import ResponseHead
+from surge.http.flow import UPSTREAM_FULL
+from surge.http.headers import ResponseHead
 
 if TYPE_CHECKING:
-    from surge.gateway.exchange import Exchange
-    from surge.gateway.hedge import HedgeLeg
+    from surge.upstreams.caller import Caller
     from surge.upstreams.pool import Pool
 
 
@@ -37,7 +37,7 @@ class UpstreamConnection(asyncio.Protocol):
         # Set by connection_made, before the pool hands the connection to anyone.
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser = httptools.HttpResponseParser(self)
-        self.exchange: Exchange | HedgeLeg | None = None  # a hedge's leg until it answers
+        self.exchange: Caller | None = None  # a hedge's leg until it answers
         self.closed = False
         self.idle_since = 0.0
         self.pending = b""  # bytes of a response head still being received
@@ -64,7 +64,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         if self.head is None:
             self.pending = self.pending + data if self.pending else data
-        client = exchange.client
+        client = exchange.downstream
         # Collect what this read makes the client get (head, body, last chunk) into one write.
         out: list[bytes] = []
         client.out = out
@@ -84,7 +84,7 @@ class UpstreamConnection(asyncio.Protocol):
         if ended is not None and self.exchange is not None:
             self.exchange.response_end(self, ended and not self.closed)
         # Read anew: the feed may have cleared it (a narrowed `client.out` would still be `out`).
-        if exchange.client.out is out:
+        if exchange.downstream.out is out:
             client.out = None
             if out:
                 client.transport.write(out[0] if len(out) == 1 else b"".join(out))
@@ -105,12 +105,12 @@ class UpstreamConnection(asyncio.Protocol):
     def pause_writing(self) -> None:
         self.write_paused = True
         if self.exchange is not None:
-            self.exchange.client.pause_reading_for(2)
+            self.exchange.downstream.pause_reading_for(UPSTREAM_FULL)
 
     def resume_writing(self) -> None:
         self.write_paused = False
         if self.exchange is not None:
-            self.exchange.client.resume_reading_for(2)
+            self.exchange.downstream.resume_reading_for(UPSTREAM_FULL)
 
     # -- httptools callbacks ---------------------------------------------------------------------
 

@@ -21,9 +21,8 @@ from surge.upstreams.connection import UpstreamConnection
 from surge.upstreams.idle_close import IdleClose
 
 if TYPE_CHECKING:
-    from surge.gateway.exchange import Exchange
-    from surge.gateway.headers import ResponseHead
-    from surge.gateway.hedge import HedgeLeg
+    from surge.http.headers import ResponseHead
+    from surge.upstreams.caller import Caller
     from surge.upstreams.service import ServiceRuntime
     from surge.upstreams.upstream import Upstream
 
@@ -42,7 +41,7 @@ class Pool:
         self.idle: list[UpstreamConnection] = []   # LIFO: the warmest connection first
         self.conns: set[UpstreamConnection] = set()
         self.connecting = 0
-        self.waiters: deque[Exchange | HedgeLeg] = deque()
+        self.waiters: deque[Caller] = deque()
         self.closing = False
         self.last_head: ResponseHead | None = None  # the head last read on this pool
         self.idle_close = IdleClose()
@@ -53,7 +52,7 @@ class Pool:
     def size(self) -> int:
         return len(self.conns) + self.connecting
 
-    def acquire(self, exchange: Exchange | HedgeLeg, now: float) -> None:
+    def acquire(self, exchange: Caller, now: float) -> None:
         """Give `exchange` a connection now, or later through `exchange.attach`."""
         idle = self.idle
         while idle:
@@ -135,7 +134,7 @@ class Pool:
             if waiter is not None:
                 waiter.overloaded(UPSTREAM_REMOVED)
 
-    def _next_waiter(self) -> Exchange | HedgeLeg | None:
+    def _next_waiter(self) -> Caller | None:
         while self.waiters:
             waiter = self.waiters.popleft()
             self.service.pending -= 1
@@ -143,11 +142,11 @@ class Pool:
                 return waiter
         return None
 
-    def _open(self, exchange: Exchange | HedgeLeg) -> None:
+    def _open(self, exchange: Caller) -> None:
         self.connecting += 1
         self.loop.create_task(self._connect(exchange))
 
-    async def _connect(self, exchange: Exchange | HedgeLeg) -> None:
+    async def _connect(self, exchange: Caller) -> None:
         up = self.upstream
         try:
             _, conn = await asyncio.wait_for(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import random
 from http.cookies import CookieError, SimpleCookie
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from surge.config.models_services import Service
 from surge.errors import ClientError, NotFound
@@ -18,9 +18,6 @@ from surge.upstreams.outlier import OutlierDetector
 from surge.upstreams.pool import Pool
 from surge.upstreams.retry import RetryBudget
 from surge.upstreams.upstream import Upstream
-
-if TYPE_CHECKING:
-    from surge.gateway.exchange import Exchange
 
 log = logging.getLogger("surge.upstreams")
 
@@ -215,21 +212,24 @@ class ServiceRuntime:
         up = self.by_id.get(morsel.value) if morsel is not None else None
         return up if up is not None and up.eligible else None
 
-    def hash_key(self, ex: Exchange) -> str | None:
+    def hash_key(self, ip: bytes, path: str, headers: list[tuple[bytes, bytes]],
+                 cookie: bytes | None) -> str | None:
+        """What `balance: hash` hashes, from one request's client address, normal path,
+        headers and Cookie header."""
         kind = self.hash_kind
         if kind == "ip":
-            return ex.client.ip.decode()
+            return ip.decode()
         if kind == "path":
-            return ex.path  # normalised: two spellings of one path go to one upstream
+            return path  # normalised: two spellings of one path go to one upstream
         wanted = self.hash_arg.lower().encode()
         if kind == "header":
-            for name, value in ex.headers:
+            for name, value in headers:
                 if name.lower() == wanted:
                     return value.decode("latin-1")
             return None
-        if kind == "cookie" and ex.cookie is not None:
+        if kind == "cookie" and cookie is not None:
             try:
-                morsel = SimpleCookie(ex.cookie.decode("latin-1")).get(self.hash_arg)
+                morsel = SimpleCookie(cookie.decode("latin-1")).get(self.hash_arg)
             except CookieError:
                 return None
             return morsel.value if morsel is not None else None

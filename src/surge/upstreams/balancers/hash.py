@@ -17,7 +17,7 @@ from collections.abc import Collection, Sequence
 from hashlib import blake2b
 
 from surge.upstreams.balancers.base import Balancer
-from surge.upstreams.balancers.pool import reduced, usable
+from surge.upstreams.balancers.candidates import reduced, usable
 from surge.upstreams.upstream import Upstream
 
 # Points per unit of weight: ~8% spread in each upstream's share, as libketama's 160.

@@ -12,7 +12,7 @@ from collections.abc import Collection, Sequence
 from itertools import islice
 
 from surge.upstreams.balancers.base import Balancer
-from surge.upstreams.balancers.pool import NO_RAMP, ramp_end, usable
+from surge.upstreams.balancers.candidates import NO_RAMP, ramp_end, usable
 from surge.upstreams.upstream import Upstream
 
 

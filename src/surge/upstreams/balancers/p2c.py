@@ -9,7 +9,7 @@ import random
 from collections.abc import Collection, Sequence
 
 from surge.upstreams.balancers.base import Balancer
-from surge.upstreams.balancers.pool import NO_RAMP, allowed, ramp_end, usable
+from surge.upstreams.balancers.candidates import NO_RAMP, allowed, ramp_end, usable
 from surge.upstreams.upstream import Upstream
 
 

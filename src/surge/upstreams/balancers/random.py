@@ -10,7 +10,7 @@ from collections.abc import Collection, Sequence
 from itertools import accumulate
 
 from surge.upstreams.balancers.base import Balancer
-from surge.upstreams.balancers.pool import NO_RAMP, allowed, ramp_end, usable
+from surge.upstreams.balancers.candidates import NO_RAMP, allowed, ramp_end, usable
 from surge.upstreams.upstream import Upstream
 
 # Draws that may land on excluded upstreams before the retry path builds the allowed list.

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 
 from surge.upstreams.balancers.base import Balancer
-from surge.upstreams.balancers.pool import usable
+from surge.upstreams.balancers.candidates import usable
 from surge.upstreams.upstream import Upstream
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 
 from surge.upstreams.balancers.base import Balancer
-from surge.upstreams.balancers.pool import NO_RAMP, ramp_end, reduced, usable
+from surge.upstreams.balancers.candidates import NO_RAMP, ramp_end, reduced, usable
 from surge.upstreams.upstream import Upstream
 
 # Longest schedule precomputed (one list slot per entry); beyond it picks run the live loop.

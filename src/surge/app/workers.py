@@ -33,9 +33,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from surge.admin.client import call, raise_for_problem
 from surge.admin.server import AdminServer
+from surge.app.run import UPSTREAMS_ENV
 from surge.config import Config, load
 from surge.gateway.ratelimit import RateLimiting, in_use, register_routes
-from surge.gateway.run import UPSTREAMS_ENV
 from surge.jobs.gateway import JobsView
 from surge.jobs.metrics import QUEUE_GAUGES
 from surge.scaling.lifecycle import LIVE, Lifecycle, ProcessState
@@ -67,7 +67,7 @@ class GatewayProcess(Lifecycle):
         """Start the process; `upstreams` (service -> address -> weight, None for drained) are
         in its first snapshot, before it accepts a connection."""
         self.child = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "surge.gateway.run", str(self.path), str(self.index),
+            sys.executable, "-m", "surge.app.run", str(self.path), str(self.index),
             str(self.admin_port), env={**os.environ, UPSTREAMS_ENV: json.dumps(upstreams or {})})
         self.begin(self.child.pid, now)
         log.info("worker %d started (pid %d)", self.index, self.child.pid)
@@ -297,7 +297,8 @@ async def serve_master(config: Config, path: Path,
                        on_ready: Callable[[], None] | None = None) -> int:
     """Run the gateway processes until SIGTERM/SIGINT; `on_ready` is called once they listen (each
     binds the listeners before its admin port) and the public admin API does too."""
-    from surge.gateway.run import free_ports, reload
+    from surge.app.run import reload
+    from surge.ports import free_ports
     from surge.scaling.control import start_scaling
     from surge.scaling.master import MasterMembership
 

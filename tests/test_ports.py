@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import socket
 
-from surge.gateway import run
-from surge.gateway.run import PORT_FLOOR, _ephemeral_start, free_ports
+from surge import ports
+from surge.ports import PORT_FLOOR, _ephemeral_start, free_ports
 
 
 def test_free_ports_are_distinct_bindable_and_below_the_ephemeral_range():
@@ -23,5 +23,5 @@ def test_a_port_in_use_is_skipped(monkeypatch):
         taken.bind(("127.0.0.1", free_ports(1)[0]))
         taken.listen()
         busy = taken.getsockname()[1]
-        monkeypatch.setattr(run, "_next_port", busy - PORT_FLOOR)  # its turn comes next
+        monkeypatch.setattr(ports, "_next_port", busy - PORT_FLOOR)  # its turn comes next
         assert free_ports(1) != [busy]

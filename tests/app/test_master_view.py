@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from surge.app.workers import GatewayProcess, Master
 from surge.config.models import Config
 from surge.errors import IllegalTransition
-from surge.gateway.workers import GatewayProcess, Master
 from surge.scaling.lifecycle import ProcessState, restart_delay
 
 S = ProcessState

@@ -8,9 +8,7 @@ import gc
 import json
 import logging
 import os
-import random
 import signal
-import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +20,7 @@ from surge.admin.server import AdminServer
 from surge.config import Config, load
 from surge.errors import ConfigError
 from surge.gateway.ratelimit import register_routes as register_rate_limit_routes
-from surge.gateway.server import Gateway
+from surge.gateway.server import GatewayServer
 from surge.jobs.gateway import JobsView
 from surge.masking import mask_credentials
 
@@ -57,7 +55,7 @@ async def serve(config: Config, path: Path | None, *, reuse_port: bool = False,
     process of `workers: N`) runs no replicas (its master does), starts with the upstreams its
     master hands it, and tells the master its state."""
     loop = asyncio.get_running_loop()
-    gateway = Gateway(config, path, reuse_port=reuse_port)
+    gateway = GatewayServer(config, path, reuse_port=reuse_port)
     if under_master:
         gateway.follow_admin_changes(json.loads(os.environ.get(UPSTREAMS_ENV) or "{}"))
     await gateway.start()
@@ -108,7 +106,7 @@ async def serve(config: Config, path: Path | None, *, reuse_port: bool = False,
 
 async def reload(control: ControlPlane) -> None:
     """SIGHUP: re-read the file; an invalid one is refused and the old config keeps serving.
-    `control` is the Gateway, or the master of `workers: N`."""
+    `control` is the GatewayServer, or the master of `workers: N`."""
     try:
         await control.reload()
     except ConfigError as exc:
@@ -123,56 +121,6 @@ def run(config: Config, path: Path | None, *, reuse_port: bool = False,
         on_ready: Callable[[], None] | None = None) -> None:
     uvloop.run(serve(config, path, reuse_port=reuse_port, admin=admin,
                      under_master=under_master, on_ready=on_ready))
-
-
-# Ports handed out for a process to bind later (replicas, gateway processes' admin APIs) come
-# from below the kernel's ephemeral range: a port the kernel picked there could be taken as the
-# source port of some outgoing connection before its user binds it (seen in CI as "address
-# already in use"). Handed out in turn from a random start, so one process does not repeat
-# itself.
-PORT_FLOOR = 10000
-_next_port = 0
-
-
-def _ephemeral_start() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768  # Linux's default
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct ports free on 127.0.0.1 right now, below the ephemeral range."""
-    global _next_port
-    span = _ephemeral_start() - PORT_FLOOR
-    if span < 4 * count:  # an unusual range: let the kernel pick
-        return _kernel_ports(count)
-    if not _next_port:
-        _next_port = random.randrange(span) + 1
-    found: list[int] = []
-    for _ in range(span):
-        port = PORT_FLOOR + _next_port % span
-        _next_port += 1
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        found.append(port)
-        if len(found) == count:
-            return found
-    raise OSError(f"no {count} free ports between {PORT_FLOOR} and {PORT_FLOOR + span}")
-
-
-def _kernel_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def run_gateway_process(path: str, index: int, admin_port: int) -> None:

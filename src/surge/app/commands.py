@@ -28,9 +28,9 @@ def up_command(args: argparse.Namespace) -> int:
     import functools
     import logging
 
+    from surge.app.run import setup_logging
     from surge.config import find_config, load
     from surge.errors import ConfigError
-    from surge.gateway.run import setup_logging
 
     found = find_config(args.file)
     quickstart = found is None
@@ -49,10 +49,10 @@ def up_command(args: argparse.Namespace) -> int:
     on_ready = functools.partial(print_banner, path, config, quickstart)
     try:
         if config.gateway.workers > 1:
-            from surge.gateway.workers import run_master
+            from surge.app.workers import run_master
 
             return run_master(config, path, on_ready)
-        from surge.gateway.run import run
+        from surge.app.run import run
 
         run(config, path, on_ready=on_ready)
         return 0
@@ -98,7 +98,7 @@ def start_quickstart_replicas(config):  # type: ignore[no-untyped-def]
     """The quickstart's app runs as plain processes, one per configured upstream."""
     import subprocess
 
-    from surge.gateway.readiness import port_in_use, wait_for_port
+    from surge.app.readiness import port_in_use, wait_for_port
     from surge.scaling.process import die_with_parent
 
     replicas = []

@@ -1,9 +1,9 @@
-"""Header rules of the proxy step: which headers are hop-by-hop, how request ids are made and
-checked, and how heads are framed. Pure and allocation-light: this runs for every request."""
+"""Header rules both sides of the proxy share: which headers are hop-by-hop, how a response
+head is read and re-sent, how a chunked body is framed. Pure and allocation-light: this runs
+for every request. (Request ids are the gateway's: `gateway/request_ids.py`.)"""
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from email.utils import formatdate
@@ -14,28 +14,6 @@ HOP_BY_HOP: Final = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
     b"transfer-encoding", b"upgrade", b"proxy-authenticate", b"proxy-authorization",
 })
-
-_REQUEST_ID_OK: Final = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
-
-
-class RequestIds:
-    """Unique per process and cheap: a random process prefix and a counter (an attribute,
-    so compiled it is a native int; the id is one %-formatted bytes, one allocation)."""
-
-    def __init__(self) -> None:
-        self.prefix = os.urandom(6).hex().encode()
-        self.count = 0
-
-    def new(self) -> bytes:
-        self.count += 1
-        return b"%s-%d" % (self.prefix, self.count)
-
-
-REQUEST_IDS: Final = RequestIds()
-
-
-def valid_request_id(value: bytes) -> bool:
-    return _REQUEST_ID_OK.match(value) is not None
 
 
 def connection_tokens(value: bytes) -> set[bytes]:
