@@ -14,13 +14,16 @@ of 10% is on `bench/proxy.py --rate-limit`, whose CPU per request includes the s
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
+import sys
 import time
+from pathlib import Path
 
 import uvloop
 from machine import describe  # bench/machine.py, beside this script
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from support.memory_transport import MemoryTransport  # noqa: E402  (the tests' own)
 from surge.config import parse
 from surge.gateway.client import ClientConnection
 from surge.gateway.server import GatewayServer
@@ -38,33 +41,6 @@ rate_limits: {algorithm: gcra, key: ip, plans: {bench: [1000000/second]}, defaul
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:18999\r\n\r\n"
 RESPONSE = (b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Thu, 26 Nov 2026 14:45:14 GMT\r\n"
             b"Content-Type: text/plain\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok")
-
-
-class MemoryTransport(asyncio.Transport):
-    """Collects writes; reading can be paused and resumed; nothing reaches a kernel."""
-
-    def __init__(self, peer: tuple[str, int]) -> None:
-        super().__init__()
-        self.written: list[bytes] = []
-        self.peer = peer
-
-    def write(self, data: bytes) -> None:  # type: ignore[override]
-        self.written.append(data)
-
-    def get_extra_info(self, name: str, default: object = None) -> object:
-        return self.peer if name == "peername" else default
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def is_closing(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        pass
 
 
 async def measure(requests: int, config: str = CONFIG) -> float:

@@ -9,13 +9,13 @@ another service, and tell later policies who the caller is (rate limiting reads 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from support.memory_transport import MemoryTransport
 from surge.config import parse
 from surge.gateway.client import ClientConnection
 from surge.gateway.exchange import Exchange
@@ -48,38 +48,6 @@ rate_limits:
 """
 RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\n"
             b"hello")
-
-
-class MemoryTransport(asyncio.Transport):
-    def __init__(self, peer: tuple[str, int]) -> None:
-        super().__init__()
-        self.written: list[bytes] = []
-        self.peer = peer
-
-    def write(self, data: bytes) -> None:  # type: ignore[override]
-        self.written.append(data)
-
-    def get_extra_info(self, name: str, default: object = None) -> object:
-        return self.peer if name == "peername" else default
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def is_closing(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        pass
-
-    def abort(self) -> None:
-        pass
-
-    def take(self) -> bytes:
-        data, self.written = b"".join(self.written), []
-        return data
 
 
 class Rig:
