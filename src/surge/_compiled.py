@@ -46,6 +46,7 @@ MODULES = (
     "upstreams/balancers/weighted.py",
     "upstreams/caller.py",
     "upstreams/connection.py",
+    "upstreams/idle_close.py",
     "upstreams/outlier.py",
     "upstreams/pool.py",
     "upstreams/service.py",

@@ -325,7 +325,7 @@ class Exchange(Caller):
             # The common case, without the pool's general path: the warmest idle connection,
             # used recently enough to be known alive (what else may go where: `Pool.acquire`).
             conn = idle[-1]
-            if now - conn.idle_since < pool.reuse_within and not conn.closed:
+            if now - conn.idle_since < pool.idle_close.reuse_within and not conn.closed:
                 idle.pop()
                 self.attach(conn)
                 return

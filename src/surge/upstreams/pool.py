@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 class Pool:
     __slots__ = (
         "upstream", "service", "loop", "max_connections", "idle", "conns", "connecting",
-        "waiters", "closing", "last_head", "idle_close", "reuse_within",
+        "waiters", "closing", "last_head", "idle_close",
     )
 
     def __init__(self, upstream: Upstream, service: ServiceRuntime) -> None:
@@ -44,9 +44,7 @@ class Pool:
         self.waiters: deque[Caller] = deque()
         self.closing = False
         self.last_head: ResponseHead | None = None  # the head last read on this pool
-        self.idle_close = IdleClose()
-        # Mirrors `idle_close.reuse_within`, read on every request: a native float here.
-        self.reuse_within = self.idle_close.reuse_within
+        self.idle_close = IdleClose()  # compiled: its `reuse_within` is read on every request
 
     @property
     def size(self) -> int:
@@ -60,7 +58,7 @@ class Pool:
             if conn.closed:
                 idle.pop()
                 continue
-            if now - conn.idle_since < self.reuse_within or exchange.replayable():
+            if now - conn.idle_since < self.idle_close.reuse_within or exchange.replayable():
                 idle.pop()
                 exchange.attach(conn)
                 return
@@ -108,18 +106,15 @@ class Pool:
         """The upstream closed `conn` while it sat idle: learn when it does that."""
         now = time.monotonic()
         self.idle_close.closed_idle(now - conn.idle_since, now)
-        self.reuse_within = self.idle_close.reuse_within
 
     def advertised(self, timeout: float) -> None:
         """A response said `Keep-Alive: timeout=<timeout>`."""
         self.idle_close.advertise(timeout)
-        self.reuse_within = self.idle_close.reuse_within
 
     def sweep(self, now: float, idle_timeout: float) -> None:
         """Close connections idle for longer than `idle_timeout` or than the upstream keeps
         them (oldest sit at the bottom)."""
         limit = self.idle_close.review(now, idle_timeout)
-        self.reuse_within = self.idle_close.reuse_within
         idle = self.idle
         while idle and now - idle[0].idle_since > limit:
             idle.pop(0).close()
@@ -168,5 +163,5 @@ class Pool:
         return (
             f"<Pool {self.upstream.address} [Connections: {len(self.conns)} open, "
             f"{len(self.idle)} idle, {self.connecting} opening; Requests: "
-            f"{len(self.waiters)} queued; reuse within {self.reuse_within:g}s]>"
+            f"{len(self.waiters)} queued; reuse within {self.idle_close.reuse_within:g}s]>"
         )
