@@ -327,3 +327,57 @@ async def test_a_reply_is_dated_unless_it_carries_a_date_of_its_own(rig: Rig):
     rig.put("cache", Recorder("cache", [], Reply(204)))
     rig.request()
     assert rig.answer().count(b"\r\nDate: ") == 1
+
+
+class Broken(RoutePolicy):
+    """A policy with a bug: the hook named in `where` raises."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def before(self, exchange: Exchange) -> Verdict | Awaitable[Verdict]:
+        if self.where == "before":
+            raise RuntimeError("bug in before")
+        return None
+
+    def after(self, exchange: Exchange, status: int, block: bytes) -> None:
+        if self.where == "after":
+            raise RuntimeError("bug in after")
+        if self.where in ("body", "end"):
+            exchange.watch(BrokenWatcher(self.where))
+
+
+class BrokenWatcher(BodyWatcher):
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def body(self, data: bytes) -> None:
+        if self.where == "body":
+            raise RuntimeError("bug in body")
+
+    def end(self) -> None:
+        raise RuntimeError("bug in end")
+
+
+async def test_a_policy_that_raises_in_before_answers_500_and_the_gateway_serves_on(rig: Rig):
+    rig.put("cache", Broken("before"))
+    rig.request()
+    answer = rig.answer()
+    assert answer.startswith(b"HTTP/1.1 500 ") and b"a gateway policy failed" in answer
+    assert rig.upstream["stable"][1].take() == b""  # the upstream was never asked
+    rig.request("/other")  # same connection, a route without the policy
+    rig.respond()
+    assert rig.answer().endswith(b"hello")
+
+
+@pytest.mark.parametrize("where", ["after", "body", "end"])
+async def test_a_policy_that_raises_on_the_way_back_loses_nothing_of_the_response(
+        rig: Rig, where: str):
+    rig.put("cache", Broken(where))
+    rig.request()
+    rig.respond()
+    answer = rig.answer()
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"hello")
+    rig.request()  # the connection is still usable
+    rig.respond()
+    assert rig.answer().endswith(b"hello")

@@ -234,6 +234,7 @@ def test_the_pool_learns_from_idle_connections_the_upstream_closes_and_from_no_o
         gone.connection_lost(None)  # the upstream closed it after 5 s idle
         assert gone not in pool.idle and gone not in pool.conns
         assert 5.0 <= pool.idle_close.observed < 5.5
-        assert pool.idle_close.reuse_within == pool.idle_close.observed - margin(pool.idle_close.observed)
+        observed = pool.idle_close.observed
+        assert pool.idle_close.reuse_within == observed - margin(observed)
 
     _with_pool(check)

@@ -182,7 +182,12 @@ class Exchange(Caller):
         Once all let it go on, its upstream head is built from what they left."""
         policies = self.routed().policies
         while index < len(policies):
-            verdict = policies[index].before(self)
+            try:
+                verdict = policies[index].before(self)
+            except Exception:  # a policy bug answers 500; the gateway keeps serving
+                log.exception("policy %s failed", policies[index])
+                self.fail(p.POLICY_ERROR, "a gateway policy failed")
+                return
             index += 1
             if verdict is None:
                 self.passed = index
@@ -232,7 +237,10 @@ class Exchange(Caller):
         index = self.passed
         while index:
             index -= 1
-            policies[index].after(self, status, block)
+            try:
+                policies[index].after(self, status, block)
+            except Exception:  # the answer goes out without what this policy would add
+                log.exception("policy %s failed", policies[index])
 
     # -- what policies may change before the upstream head is built -------------------------
 
@@ -252,6 +260,21 @@ class Exchange(Caller):
             return False
         self.service = service
         return True
+
+    def tell_watchers(self, data: bytes | None) -> None:
+        """Hand the watchers a piece of the body, or its end (None). One that fails is
+        dropped and logged: what it watched for (a cache entry) is lost, the response is not."""
+        watchers = self.watchers
+        assert watchers is not None
+        for watcher in list(watchers):
+            try:
+                if data is None:
+                    watcher.end()
+                else:
+                    watcher.body(data)
+            except Exception:
+                log.exception("body watcher %s failed", watcher)
+                watchers.remove(watcher)
 
     def watch(self, watcher: BodyWatcher) -> None:
         """Let `watcher` see the upstream's response body (called from an after-hook)."""
@@ -487,10 +510,8 @@ class Exchange(Caller):
         if self.status == 0:
             return
         self.sent_bytes += len(data)
-        watchers = self.watchers
-        if watchers is not None:
-            for watcher in watchers:
-                watcher.body(data)
+        if self.watchers is not None:
+            self.tell_watchers(data)
         data = h.chunk(data) if self.out_chunked else data
         out = self.client.out
         if out is not None:
@@ -723,10 +744,8 @@ class Exchange(Caller):
     def finish(self, ok: bool, now: float = 0.0) -> None:
         """The upstream's response is complete."""
         now = now or self.client.gw.now()
-        watchers = self.watchers
-        if watchers is not None:
-            for watcher in watchers:
-                watcher.end()
+        if self.watchers is not None:
+            self.tell_watchers(None)
         self.leave_upstream(ok, now)
         self.responded = True
         self.account(now)
