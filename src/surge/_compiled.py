@@ -21,6 +21,7 @@ from types import ModuleType
 # Relative to the package. Compiled as one group: they call each other's native classes.
 MODULES = (
     "gateway/client.py",
+    "gateway/deprecation.py",
     "gateway/exchange.py",
     "gateway/policy.py",
     "gateway/ratelimit.py",
@@ -35,6 +36,7 @@ MODULES = (
     "observe/problem.py",
     "routing/paths.py",
     "routing/table.py",
+    "routing/versions.py",
     "upstreams/balancers/__init__.py",
     "upstreams/balancers/base.py",
     "upstreams/balancers/hash.py",

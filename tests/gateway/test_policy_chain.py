@@ -122,7 +122,7 @@ def test_the_stages_are_built_in_their_fixed_order_whatever_the_order_given():
         return lambda spec, earlier: Recorder(stage + f"<{len(earlier)}", [])
     sources = {stage: named(stage) for stage in reversed(STAGES)}
     assert [p.name for p in chain(None, sources)] == [  # type: ignore[attr-defined]
-        "cors<0", "auth<1", "rate_limit<2", "cache<3"]
+        "cors<0", "auth<1", "rate_limit<2", "deprecation<3", "cache<4"]
     with pytest.raises(ValueError, match="no policy stage named tracing"):
         chain(None, {"tracing": named("tracing")})
 

@@ -13,6 +13,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from croniter import croniter
 
@@ -38,6 +39,14 @@ def check_reference(name: str, kind: str, known: Collection[str] | None) -> None
     """Raise when `name` is not among `known` (None: the names are unknown, do not check)."""
     if known is not None and name not in known:
         raise ValueError(unknown_name(kind, name, known))
+
+
+def check_http_url(url: str) -> str:
+    """An absolute http(s) URL, as a `Link` or webhook target must be."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{url!r} is not an absolute http:// or https:// URL")
+    return url
 
 
 def check_absolute(path: str) -> str:

@@ -37,11 +37,14 @@ def _unit_schema(kind: str, examples: list[str], number: str) -> WithJsonSchema:
     })
 
 
-def problem_at(key: str, value: Any, error: ValueError) -> ValidationError:
-    """A model validator's problem reported at one of its keys rather than at the model, for
-    a rule that must see several keys but is about one of them."""
+def problem_at(key: str | tuple[str | int, ...], value: Any,
+               error: ValueError) -> ValidationError:
+    """A model validator's problem reported at one of its keys (or a path below it, such as
+    `("routes", 2, "version")`) rather than at the model, for a rule that must see several
+    keys but is about one of them."""
     return ValidationError.from_exception_data("problem", [InitErrorDetails(
-        type=PydanticCustomError("check", str(error)), loc=(key,), input=value)])
+        type=PydanticCustomError("check", str(error)),
+        loc=key if isinstance(key, tuple) else (key,), input=value)])
 
 
 class SurgeModel(BaseModel):

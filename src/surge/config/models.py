@@ -9,6 +9,7 @@ not decided here but in `support.py`."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlparse
 
@@ -22,7 +23,13 @@ from pydantic import (
     model_validator,
 )
 
-from surge.config.checks import check_absolute, check_networks, check_not_below, check_reference
+from surge.config.checks import (
+    check_absolute,
+    check_http_url,
+    check_networks,
+    check_not_below,
+    check_reference,
+)
 from surge.config.fields import (
     Address,
     Addresses,
@@ -33,6 +40,8 @@ from surge.config.fields import (
     RateValue,
     Size,
     SurgeModel,
+    check_token,
+    problem_at,
     split_address,
 )
 from surge.config.models_services import ScalingSpec, Service
@@ -170,9 +179,35 @@ RouteRateLimitChoice = Annotated[
 ]
 
 
+class RouteDeprecation(SurgeModel):
+    """A route being retired: its responses carry `Deprecation` (RFC 9745), `Sunset` (RFC 8594)
+    and `Link: rel="sunset"`, and its callers are counted per API key."""
+
+    since: date
+    """When it was deprecated, e.g. `2026-12-01`."""
+    sunset: date | None = None
+    """When it stops being served, e.g. `2027-06-30`."""
+    link: str | None = None
+    """Where callers read how to move, e.g. `https://example.com/migrate`."""
+
+    @field_validator("link")
+    @classmethod
+    def _absolute_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_http_url(value)
+        return value
+
+    @model_validator(mode="after")
+    def _sunset_after_since(self) -> RouteDeprecation:
+        if self.sunset is not None and self.sunset < self.since:
+            raise problem_at("sunset", self.sunset, ValueError(
+                f"{self.sunset} is before since ({self.since})"))
+        return self
+
+
 class Route(SurgeModel):
-    """A rule that picks a service; the longest matching prefix wins, then host, methods,
-    headers."""
+    """A rule that picks a service; the longest matching prefix wins, then version, host,
+    methods, headers."""
 
     name: Name | None = None
     """What canaries, SLOs and per-route metrics call this route, e.g. `api`; unique."""
@@ -196,6 +231,11 @@ class Route(SurgeModel):
     hedge: RouteHedge | None = None
     """Send a slow idempotent request once more to another upstream, e.g. `{delay: 50ms}`;
     hedges count against the service's retry budget."""
+    version: Name | None = None
+    """The API version this route serves, read as the top-level `versioning` says, e.g. `"2"`;
+    none serves any version. A versioned route beats an unversioned one of the same prefix."""
+    deprecated: RouteDeprecation | None = None
+    """e.g. `{since: 2026-12-01, sunset: 2027-06-30, link: https://...}`."""
 
     @field_validator("prefix")
     @classmethod
@@ -205,7 +245,7 @@ class Route(SurgeModel):
     def match_key(self) -> tuple:
         """What the route matches on: two routes with equal keys match the same requests."""
         return (
-            self.prefix, self.host,
+            self.prefix, self.version, self.host,
             None if self.methods is None else frozenset(self.methods),
             None if self.headers is None else frozenset(
                 (name.lower(), value) for name, value in self.headers.items()),
@@ -333,6 +373,30 @@ class Jobs(SurgeModel):
         return check_store_url(value)
 
 
+class Versioning(SurgeModel):
+    """Where a request's API version is read, for routes with `version`: the header first,
+    then the query parameter, else `default`. Both are forwarded unchanged."""
+
+    header: str | None = "API-Version"
+    """Request header carrying the version; null: not read from a header."""
+    query: str | None = "version"
+    """Query parameter carrying the version; null: not read from the query."""
+    default: Name | None = None
+    """The version of a request that names none, e.g. `"1"`; null: such a request matches
+    only unversioned routes."""
+
+    @field_validator("header")
+    @classmethod
+    def _header_name(cls, value: str | None) -> str | None:
+        return None if value is None else check_token(value)
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> Versioning:
+        if self.header is None and self.query is None:
+            raise ValueError("set `header`, `query` or both: where the version is read")
+        return self
+
+
 class Config(SurgeModel):
     """A whole stack, as described by one surge.yaml."""
 
@@ -354,6 +418,9 @@ class Config(SurgeModel):
     """Rules that pick a service for each request."""
     jobs: Jobs | None = None
     """Background jobs; none means no broker and no workers."""
+    versioning: Versioning | None = None
+    """Where a request's API version is read, e.g. `{header: API-Version, default: "1"}`;
+    needed by routes with `version`."""
 
     @model_validator(mode="before")
     @classmethod
@@ -379,6 +446,21 @@ class Config(SurgeModel):
                 raise ValueError(f"routes[{i}] takes the name {route.name!r} of "
                                  f"routes[{named[route.name]}]; route names are unique")
         return value
+
+    @model_validator(mode="after")
+    def _versions_readable(self) -> Config:
+        served = {route.version for route in self.routes if route.version is not None}
+        for i, route in enumerate(self.routes):
+            if route.version is not None and self.versioning is None:
+                raise problem_at(("routes", i, "version"), route.version, ValueError(
+                    "a versioned route needs a top-level `versioning` section saying where "
+                    "the version is read, e.g. `versioning: {header: API-Version}`"))
+        default = self.versioning.default if self.versioning is not None else None
+        if default is not None and default not in served:
+            raise problem_at(("versioning", "default"), default, ValueError(
+                f"no route serves version {default!r}; routes serve "
+                f"{', '.join(sorted(served)) or 'no version'}"))
+        return self
 
     def warnings(self) -> list[str]:
         """Keys that are valid but have no effect as written."""

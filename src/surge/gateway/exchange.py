@@ -146,10 +146,19 @@ class Exchange(Caller):
         routes = gw.snapshot.routes
         host = (self.host.partition(b":")[0].decode("latin-1")
                 if routes.uses_host and self.host else None)
+        versions = routes.versions
+        version = (versions.read(self.headers, text[q + 1:] if q >= 0 else "")
+                   if versions is not None else None)
         found = routes.table.match(self.method.decode("latin-1"), path, host,
-                                   self.header_map() if routes.uses_headers else _EMPTY)
+                                   self.header_map() if routes.uses_headers else _EMPTY,
+                                   version)
         if found is None:
             self.fail(p.NO_ROUTE, f"no route for {path}")
+            return
+        if found.known_versions is not None:
+            asked = f"version {version!r}" if version is not None else "no version"
+            self.fail(p.UNKNOWN_VERSION, f"{found.prefix} serves versions "
+                      f"{', '.join(found.known_versions)}; this request asked for {asked}")
             return
         route: RouteRuntime = found.source  # typed here: compiled, its reads are native
         self.route = route

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from surge.observe.problem import Problem
 
 # The chain's fixed order; `chain()` builds a route's policies in it. The proxy step is last.
-STAGES: Final = ("cors", "auth", "rate_limit", "cache")
+STAGES: Final = ("cors", "auth", "rate_limit", "deprecation", "cache")
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from surge.config import Config, load
 from surge.errors import ClientError, NotFound
 from surge.gateway.client import ClientConnection
+from surge.gateway.deprecation import DeprecatedCallers
 from surge.gateway.policy import PolicySource, RoutePolicy, chain
 from surge.gateway.ratelimit import RateLimitCollector, RateLimiting, in_use, signature
 from surge.gateway.snapshot import Snapshot, build_snapshot
@@ -71,6 +72,8 @@ class GatewayServer:
         self.rate_limiting: RateLimiting | None = None
         self.rate_limit_stats = RateLimitCollector(lambda: self.rate_limiting)
         self.registry.register(self.rate_limit_stats)  # type: ignore[arg-type]
+        self.deprecated_callers = DeprecatedCallers()
+        self.registry.register(self.deprecated_callers)  # type: ignore[arg-type]
         self.followers: list[ReloadFollower] = []
         self.apply(config)
 
@@ -92,6 +95,10 @@ class GatewayServer:
         self.merge_slashes = g.paths.merge_slashes
         self.forward_original = g.paths.forward == "original"
         self.set_rate_limiting(config)
+        if any(route.deprecated is not None for route in config.routes):
+            self.policy_sources["deprecation"] = self.deprecated_callers.policy
+        else:
+            self.policy_sources.pop("deprecation", None)
         # Admin changes of a service that left the config would come back with it.
         self.dynamic = {name: d for name, d in self.dynamic.items() if name in config.services}
         self.rebuild()

@@ -15,6 +15,7 @@ from surge.gateway.hedge import P95_FALLBACK, p95
 from surge.gateway.policy import RoutePolicy
 from surge.observe.metrics import BUCKETS, GatewayStats, RouteStats
 from surge.routing import RouteTable, strip
+from surge.routing.versions import VersionReader
 from surge.upstreams.service import ServiceRuntime
 
 log = logging.getLogger("surge.gateway")
@@ -26,7 +27,7 @@ class RouteRuntime:
 
     __slots__ = ("spec", "name", "prefix", "host", "methods", "headers", "service",
                  "strip_prefix", "label", "stats", "policies", "timeout", "hedge_delay",
-                 "hedge_p95")
+                 "hedge_p95", "version")
 
     def __init__(self, spec: RouteSpec, stats: GatewayStats,
                  policies: tuple[RoutePolicy, ...] = ()) -> None:
@@ -38,6 +39,7 @@ class RouteRuntime:
         self.headers = spec.headers
         self.service = spec.service
         self.strip_prefix = spec.strip_prefix
+        self.version = spec.version
         self.label = (spec.host or "") + spec.prefix
         self.stats: RouteStats = stats.route(self.label, spec.service)
         self.policies = policies
@@ -57,15 +59,16 @@ class RouteRuntime:
 
 class Routes:
     """The route table (`table.match` returns a `CompiledRoute` whose `.source` is a
-    RouteRuntime) and the facts the data path asks before reading a request's host or building
-    a header map."""
+    RouteRuntime) and the facts the data path asks before reading a request's host, building
+    a header map or reading its version (`versions`: None without a `versioning` section)."""
 
-    __slots__ = ("table", "uses_headers", "uses_host")
+    __slots__ = ("table", "uses_headers", "uses_host", "versions")
 
-    def __init__(self, routes: list[RouteRuntime]) -> None:
+    def __init__(self, routes: list[RouteRuntime], versions: VersionReader | None = None) -> None:
         self.table = RouteTable(routes)
         self.uses_headers = any(r.headers for r in routes)
         self.uses_host = any(r.host for r in routes)
+        self.versions = versions
 
 
 @dataclass(frozen=True)
@@ -103,8 +106,10 @@ def build_snapshot(config: Config, previous: Snapshot | None, stats: GatewayStat
         if name not in services:
             for address in list(service.upstreams):
                 service.drain(address)
+    v = config.versioning
     routes = Routes([RouteRuntime(r, stats, policies(r) if policies else ())
-                     for r in config.routes])
+                     for r in config.routes],
+                    VersionReader(v.header, v.query, v.default) if v is not None else None)
     return Snapshot(config, routes, services)
 
 

@@ -57,6 +57,8 @@ INVALID_HOST: Final = _entry(400, "bad-request", "Bad Request", "invalid_host")
 INVALID_TARGET: Final = _entry(400, "bad-request", "Bad Request", "invalid_target")
 INVALID_PATH: Final = _entry(400, "bad-request", "Bad Request", "invalid_path")
 UNAUTHORIZED: Final = _entry(401, "unauthorized", "Unauthorized", "unauthorized")
+UNKNOWN_VERSION: Final = _entry(400, "unknown-version", "Unknown API Version",
+                                "unknown_version")
 NO_ROUTE: Final = _entry(404, "no-route", "Not Found", "no_route")
 CLIENT_HEADER_TIMEOUT: Final = _entry(408, "client-header-timeout", "Request Timeout",
                                       "client_header_timeout")

@@ -5,10 +5,15 @@ Rules, in order:
 1. Longest matching prefix wins. A prefix is a plain string prefix of the path, nginx-style:
    `/api/` matches `/api/x` but not `/api`; `/api` matches `/api`, `/api/x` and also `/apix`.
    End a prefix with `/` to match whole path segments only.
-2. Among routes with the same prefix: one with a `host` beats one without, then one with
-   `methods`, then one with `headers`; remaining ties go to the first in the config.
+2. Among routes with the same prefix: one with a `version` beats one without, then one with
+   a `host`, then one with `methods`, then one with `headers`; remaining ties go to the first
+   in the config.
 3. A route whose host, methods or headers do not fit is skipped and the search goes on, to the
    same prefix's next route and then to shorter prefixes.
+4. A route that fits but for its `version` ends the search when no route of its prefix fits:
+   the request asked that prefix for a version it does not serve. `match` then returns the
+   prefix's *version miss*, a route whose `known_versions` lists the versions served there
+   (the gateway answers 400 naming them) rather than falling back to a shorter prefix.
 Hosts compare case-insensitively without the port; methods exactly (HTTP methods are
 case-sensitive; configured ones are upper-cased); header names in lower case, values exactly.
 `path` is the request target's path, without the query string."""
@@ -40,10 +45,10 @@ class CompiledRoute:
 
     __slots__ = (
         "prefix", "host", "methods", "headers", "service", "strip_prefix", "source", "extra",
-        "plain",
+        "plain", "version", "known_versions",
     )
 
-    def __init__(self, source: Any) -> None:
+    def __init__(self, source: Any, known_versions: tuple[str, ...] | None = None) -> None:
         self.prefix: str = check_absolute(source.prefix)
         self.host: str | None = normalize_host(source.host) if source.host else None
         self.methods: frozenset[str] | None = (
@@ -57,12 +62,17 @@ class CompiledRoute:
         self.strip_prefix: bool = bool(source.strip_prefix)
         self.source = source
         self.extra: dict[str, Any] = {}
+        self.version: str | None = getattr(source, "version", None)
+        # Set only on a prefix's version miss (rule 4): the versions its routes serve.
+        self.known_versions = known_versions
         # No condition beyond the prefix: the prefix match alone decides.
-        self.plain = self.host is None and self.methods is None and not self.headers
+        self.plain = (self.host is None and self.methods is None and not self.headers
+                      and self.version is None)
 
-    def specificity(self) -> tuple[bool, bool, bool]:
+    def specificity(self) -> tuple[bool, bool, bool, bool]:
         """Sorts ascending from most to least specific among routes of one prefix."""
-        return (self.host is None, self.methods is None, not self.headers)
+        return (self.version is None, self.host is None, self.methods is None,
+                not self.headers)
 
     def __getattr__(self, name: str) -> Any:
         if name == "source":  # not set yet: no recursion
@@ -73,18 +83,22 @@ class CompiledRoute:
         return f"<CompiledRoute {self.prefix} -> {self.service}>"
 
 
-# (prefix, its routes from most to least specific), longest prefix first.
-_Groups = list[tuple[str, list[CompiledRoute]]]
+# (prefix, its routes from most to least specific, its version miss or None), longest prefix
+# first.
+_Groups = list[tuple[str, list[CompiledRoute], CompiledRoute | None]]
 
 
 def _grouped(routes: Iterable[CompiledRoute]) -> _Groups:
     by_prefix: dict[str, list[CompiledRoute]] = {}
     for route in routes:
         by_prefix.setdefault(route.prefix, []).append(route)
-    return [
-        (prefix, sorted(group, key=CompiledRoute.specificity))  # stable: config order breaks ties
-        for prefix, group in sorted(by_prefix.items(), key=lambda item: -len(item[0]))
-    ]
+    groups: _Groups = []
+    for prefix, group in sorted(by_prefix.items(), key=lambda item: -len(item[0])):
+        group.sort(key=CompiledRoute.specificity)  # stable: config order breaks ties
+        versions = sorted({r.version for r in group if r.version is not None})
+        miss = CompiledRoute(group[0].source, tuple(versions)) if versions else None
+        groups.append((prefix, group, miss))
+    return groups
 
 
 def _first_segment(prefix: str) -> str | None:
@@ -94,11 +108,13 @@ def _first_segment(prefix: str) -> str | None:
 
 
 def _first_fit(
-    groups: _Groups, method: str, path: str, host: str | None, headers: Mapping[str, str]
+    groups: _Groups, method: str, path: str, host: str | None, headers: Mapping[str, str],
+    version: str | None,
 ) -> CompiledRoute | None:
-    for prefix, routes in groups:
+    for prefix, routes, miss in groups:
         if not path.startswith(prefix):
             continue
+        missed = False
         for route in routes:
             if route.plain:
                 return route
@@ -110,7 +126,11 @@ def _first_fit(
                 if headers.get(name) != value:
                     break
             else:
-                return route
+                if route.version is None or route.version == version:
+                    return route
+                missed = True
+        if missed:
+            return miss
     return None
 
 
@@ -137,19 +157,21 @@ class RouteTable:
 
     def match(
         self, method: str, path: str, host: str | None = None,
-        headers: Mapping[str, str] = _NO_HEADERS,
+        headers: Mapping[str, str] = _NO_HEADERS, version: str | None = None,
     ) -> CompiledRoute | None:
-        """The route for this request, or None (a 404). `headers` has lower-case names."""
+        """The route for this request, or None (a 404), or a prefix's version miss (its
+        `known_versions` set: rule 4). `headers` has lower-case names; `version` is the one
+        the request asked for, if any."""
         if host is not None and self._uses_host:
             host = normalize_host(host)
         end = path.find("/", 1)
         if end > 0:
             groups = self._by_segment.get(path[1:end])
             if groups is not None:
-                route = _first_fit(groups, method, path, host, headers)
+                route = _first_fit(groups, method, path, host, headers, version)
                 if route is not None:
                     return route
-        return _first_fit(self._unsegmented, method, path, host, headers)
+        return _first_fit(self._unsegmented, method, path, host, headers, version)
 
     def __len__(self) -> int:
         return len(self.routes)
